@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Each builds its own virtual environment from the pinned requirements first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench lock clean
+
+$(STAMP): pyproject.toml requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+## Run a sample job end to end on the local FirecREST sandbox, live log included.
+demo: $(STAMP)
+	$(BIN)/python -m sandbox.demo
+
+## Lint, type-check and run the whole test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/pytest.sh $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## Print the runner's overhead and FirecREST request figures against a 10 s polling baseline.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.runner_overhead $(BENCH_ARGS)
+
+## Regenerate the pinned requirements from pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements/runtime.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra dev -o requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

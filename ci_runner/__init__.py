@@ -1,0 +1,1 @@
+"""firecrest-ci runner: run one CI job on an HPC system through FirecREST v2."""
