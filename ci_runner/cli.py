@@ -117,7 +117,7 @@ def run_command(**flags: object) -> None:
     except RunnerError as error:
         reporter.error(error.message)
         sys.exit(error.exit_code)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - last line of defence: no traceback, no secrets
         reporter.error(f"unexpected {type(error).__name__}: {error}")
         sys.exit(3)
     outcome = result.outcome

@@ -1,0 +1,80 @@
+"""Flask app factory: configuration comes in, blueprints are registered here.
+
+No import-time global state: tests build an app with their own settings, and
+the Celery app is created from the same settings (Flask's Celery pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from middleware import logs
+from middleware.crypto import SecretBox
+from middleware.db import Database
+from middleware.migrate import upgrade
+from middleware.ops import Metrics
+from middleware.outbox import publish_pending
+from middleware.registry.github_token import TokenChecker
+from middleware.services import EXTENSION, Services
+from middleware.settings import MAX_WEBHOOK_BYTES, Settings
+from middleware.tasks import make_celery, register_tasks
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    check_github_token: Callable[[str, str], None] | None = None,
+    migrate: bool = True,
+) -> Flask:
+    settings = (settings or Settings()).resolved()
+    logs.configure(settings.log_json)
+    log = logs.logger()
+    if settings.demo_mode:
+        log.warning(
+            "DEMO_MODE: using throwaway MIDDLEWARE_SECRET_KEY/ADMIN_TOKEN from %s; never in production",
+            settings.data_dir / "demo-secrets.json",
+        )
+    if settings.insecure_sandbox:
+        log.warning(
+            "INSECURE_SANDBOX is ON: plain-HTTP loopback clone URLs are accepted. This is for the "
+            "local demo and tests only; never enable it in production."
+        )
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        upgrade(settings.database_url)
+
+    app = Flask("middleware")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    db = Database(settings.database_url)
+    celery = make_celery(settings, app)
+    register_tasks(celery, db)
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        db=db,
+        box=SecretBox(settings.middleware_secret_key),
+        publish=lambda: publish_pending(db, celery),
+        check_github_token=check_github_token or TokenChecker(settings.github_api_url),
+        celery=celery,
+    )
+    app.extensions["firecrest_ci_metrics"] = Metrics()
+
+    from middleware import openapi, ops, trigger_api
+    from middleware.registry import api as registry_api
+    from middleware.webhooks import intake
+
+    for blueprint in (ops.bp, registry_api.bp, trigger_api.bp, intake.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        code = error.code or 500
+        text = {
+            413: f"the body is larger than {MAX_WEBHOOK_BYTES // (1024 * 1024)} MB",
+        }.get(code, error.description or error.name)
+        return Response(f"{text}\n", status=code, mimetype="text/plain")
+
+    return app

@@ -1,0 +1,170 @@
+"""Plain, immutable domain types shared by the middleware's steps.
+
+webhook -> Event -> policy -> Trigger -> queue. Nothing here does I/O or
+knows about Flask, SQLAlchemy or Celery, so the deciding code that uses it
+is cheap to test against hostile input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class TriggerKind(StrEnum):
+    PUSH = "push"
+    PULL_REQUEST = "pull_request"
+    COMMENT = "comment"
+    API = "api"
+
+
+# -- registrations, as the policy sees them -----------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One pipeline of a registered repository."""
+
+    name: str
+    entrypoint: str
+    system: str
+    #: None means "use the repository's default".
+    trusted_users: frozenset[str] | None = None
+    #: CI-enabled branches (exact names or fnmatch globs); None means the repository's default.
+    branches: tuple[str, ...] | None = None
+    #: Tag pushes trigger only when a tag matches one of these globs; empty means off.
+    tags: tuple[str, ...] = ()
+    #: Cancel the older running pipeline when a new SHA arrives for the same branch or PR.
+    cancel_superseded: bool = True
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """A registered repository with its pipelines."""
+
+    id: int
+    full_name: str
+    trusted_users: frozenset[str] = frozenset()
+    branches: tuple[str, ...] = ("main",)
+    pipelines: tuple[PipelineConfig, ...] = ()
+
+    def trusted_for(self, pipeline: PipelineConfig) -> frozenset[str]:
+        return self.trusted_users if pipeline.trusted_users is None else pipeline.trusted_users
+
+    def branches_for(self, pipeline: PipelineConfig) -> tuple[str, ...]:
+        return self.branches if pipeline.branches is None else pipeline.branches
+
+
+# -- events: what a webhook delivery means ---------------------------------------
+
+
+@dataclass(frozen=True)
+class PingEvent:
+    repository: str | None
+    zen: str = ""
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    repository: str
+    ref: str
+    after: str
+    before: str
+    deleted: bool
+    sender: str
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else None
+
+    @property
+    def tag(self) -> str | None:
+        return self.ref.removeprefix("refs/tags/") if self.ref.startswith("refs/tags/") else None
+
+
+@dataclass(frozen=True)
+class PullRequestEvent:
+    repository: str
+    action: str
+    number: int
+    author: str
+    head_sha: str
+    head_ref: str
+    head_repository: str | None
+    base_ref: str
+    sender: str
+
+    @property
+    def from_fork(self) -> bool:
+        return self.head_repository != self.repository
+
+
+@dataclass(frozen=True)
+class CommentEvent:
+    repository: str
+    action: str
+    issue_number: int
+    is_pull_request: bool
+    author: str
+    body: str
+    #: The PR's head SHA, pinned through the GitHub API by the enrichment
+    #: step before the policy runs; None until then.
+    head_sha: str | None = None
+    #: The PR's base branch, from the same enrichment.
+    base_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class OtherEvent:
+    """An event type the service does not act on (create, delete, ...)."""
+
+    repository: str | None
+    name: str
+    action: str | None = None
+
+
+Event = PingEvent | PushEvent | PullRequestEvent | CommentEvent | OtherEvent
+
+
+# -- decisions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Run one pipeline of one repository at one commit."""
+
+    repository_id: int
+    pipeline: str
+    ref: str
+    sha: str
+    kind: TriggerKind
+    reason: str
+    variables: dict[str, str] = field(default_factory=dict)
+    pr_number: int | None = None
+
+    def key(self) -> tuple[int, str, str, str]:
+        """Idempotency key of the Run this trigger makes."""
+        return (self.repository_id, self.pipeline, self.sha, self.kind.value)
+
+
+@dataclass(frozen=True)
+class MirrorCleanup:
+    """A source branch or PR went away: its mirror branch should go too (next issue)."""
+
+    repository_id: int
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy made of an event: triggers and cleanups, or why nothing."""
+
+    triggers: tuple[Trigger, ...] = ()
+    cleanups: tuple[MirrorCleanup, ...] = ()
+    reason: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.triggers and not self.cleanups

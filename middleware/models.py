@@ -1,0 +1,138 @@
+"""Database tables (SQLAlchemy 2.0). Columns ending `_enc` hold Fernet ciphertext.
+
+Schema changes go through Alembic (`middleware/migrations`); the metadata
+here is what the migrations are checked against in the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("provider", "full_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20), default="github")
+    full_name: Mapped[str] = mapped_column(String(200))
+    clone_url: Mapped[str] = mapped_column(String(500))
+    webhook_secret_enc: Mapped[str] = mapped_column(Text)
+    notification_token_enc: Mapped[str] = mapped_column(Text)
+    firecrest_client_id: Mapped[str] = mapped_column(String(200))
+    firecrest_client_secret_enc: Mapped[str] = mapped_column(Text)
+    default_account: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    trusted_users: Mapped[list[str]] = mapped_column(JSON, default=list)
+    branches: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    pipelines: Mapped[list[Pipeline]] = relationship(
+        back_populates="repository", cascade="all, delete-orphan", order_by="Pipeline.id"
+    )
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("repository_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    entrypoint: Mapped[str] = mapped_column(String(500))
+    system: Mapped[str] = mapped_column(String(100))
+    trusted_users: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    branches: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cancel_superseded: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Encrypted JSON object of secret CI variables.
+    variables_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    repository: Mapped[Repository] = relationship(back_populates="pipelines")
+
+
+class Delivery(Base):
+    """One accepted webhook delivery; its id (X-GitHub-Delivery) deduplicates redeliveries."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event: Mapped[str] = mapped_column(String(50))
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="SET NULL"), nullable=True
+    )
+    outcome: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxItem(Base):
+    """A message written in the same transaction as its delivery, published to Celery later."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=True
+    )
+    task: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Run(Base):
+    """One pipeline run for one (repository, pipeline, sha, trigger kind)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("repository_id", "pipeline_name", "sha", "trigger_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    sha: Mapped[str] = mapped_column(String(64))
+    trigger_kind: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[str] = mapped_column(String(300))
+    pr_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(30), default="queued")
+    gitlab_pipeline_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gitlab_pipeline_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,84 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import text
+
+from middleware.services import services
+
+bp = Blueprint("ops", __name__)
+
+
+class Metrics:
+    """Per-app registry, so test apps do not share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "firecrest_ci_webhook_deliveries",
+            "Webhook deliveries by event and outcome.",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "firecrest_ci_webhook_ack_seconds",
+            "Time from request to acknowledgement of a webhook delivery.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.triggers = Counter(
+            "firecrest_ci_triggers_queued",
+            "Triggers written to the outbox.",
+            ["kind"],
+            registry=self.registry,
+        )
+
+
+def metrics() -> Metrics:
+    found: Metrics = current_app.extensions["firecrest_ci_metrics"]
+    return found
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    svc = services()
+    checks: dict[str, str] = {}
+    try:
+        with svc.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"unavailable: {type(error).__name__}"
+    try:
+        with svc.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as error:  # noqa: BLE001
+        checks["broker"] = f"unavailable: {type(error).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    registry = metrics().registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

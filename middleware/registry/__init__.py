@@ -1,0 +1,1 @@
+"""Registrations: repositories a centre accepted, their pipelines, and the API to manage them."""

@@ -1,0 +1,335 @@
+"""The registration API: `/api/repositories` and the pipelines nested under each.
+
+Admin bearer token on every call. Secrets are accepted, encrypted and never
+returned, except the webhook secret, shown once when it is generated.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from middleware.models import Pipeline, Repository, Run
+from middleware.registry.github_token import TokenRejected
+from middleware.registry.schemas import (
+    PipelineCreate,
+    PipelineUpdate,
+    RepositoryCreate,
+    RepositoryUpdate,
+    error_details,
+)
+from middleware.registry.urls import UnsafeURL, check_clone_url
+from middleware.services import Services, services
+
+bp = Blueprint("registry", __name__, url_prefix="/api")
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ApiProblem(Exception):
+    """An error answer with a status and a readable message."""
+
+    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+@bp.errorhandler(ApiProblem)
+def _problem(error: ApiProblem) -> tuple[Response, int]:
+    body: dict[str, Any] = {"error": error.message}
+    if error.details:
+        body["details"] = error.details
+    return jsonify(body), error.status
+
+
+def admin_only(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        expected = services().settings.admin_token
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise ApiProblem(401, "admin bearer token required")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse(model: type[M]) -> M:
+    try:
+        payload = json.loads(request.get_data(cache=False) or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiProblem(400, "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiProblem(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise ApiProblem(422, "invalid fields", error_details(error)) from None
+
+
+def _checked_url(svc: Services, url: str) -> str:
+    try:
+        return check_clone_url(
+            url, svc.settings.allowed_source_hosts, insecure_sandbox=svc.settings.insecure_sandbox
+        )
+    except UnsafeURL as error:
+        raise ApiProblem(422, str(error), [{"field": "clone_url", "message": str(error)}]) from None
+
+
+def _check_token(svc: Services, token: str, full_name: str) -> None:
+    if not svc.settings.verify_github_tokens:
+        return
+    try:
+        svc.check_github_token(token, full_name)
+    except TokenRejected as error:
+        raise ApiProblem(422, str(error), [{"field": "notification_token", "message": str(error)}]) from None
+
+
+def pipeline_json(pipeline: Pipeline, box_open: Callable[[str], str]) -> dict[str, Any]:
+    variables = json.loads(box_open(pipeline.variables_enc)) if pipeline.variables_enc else {}
+    return {
+        "id": pipeline.id,
+        "name": pipeline.name,
+        "entrypoint": pipeline.entrypoint,
+        "system": pipeline.system,
+        "trusted_users": pipeline.trusted_users,
+        "branches": pipeline.branches,
+        "tags": pipeline.tags,
+        "cancel_superseded": pipeline.cancel_superseded,
+        "variables": sorted(variables),  # names only: values are secret
+    }
+
+
+def repository_json(repo: Repository, svc: Services) -> dict[str, Any]:
+    return {
+        "id": repo.id,
+        "provider": repo.provider,
+        "full_name": repo.full_name,
+        "clone_url": repo.clone_url,
+        "firecrest_client_id": repo.firecrest_client_id,
+        "default_account": repo.default_account,
+        "trusted_users": repo.trusted_users,
+        "branches": repo.branches,
+        "webhook_url": f"{svc.settings.public_url.rstrip('/')}/webhooks/github",
+        "created_at": repo.created_at.isoformat(),
+        "updated_at": repo.updated_at.isoformat(),
+        "pipelines": [pipeline_json(p, svc.box.open) for p in repo.pipelines],
+    }
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "pipeline": run.pipeline_name,
+        "sha": run.sha,
+        "ref": run.ref,
+        "trigger": run.trigger_kind,
+        "pr_number": run.pr_number,
+        "state": run.state,
+        "reason": run.reason,
+        "variables": sorted(run.variables),
+        "gitlab_pipeline_id": run.gitlab_pipeline_id,
+        "gitlab_pipeline_url": run.gitlab_pipeline_url,
+        "error": run.error,
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+    }
+
+
+def _repository(session: Session, repo_id: int) -> Repository:
+    repo = session.get(Repository, repo_id)
+    if repo is None:
+        raise ApiProblem(404, f"no repository with id {repo_id}")
+    return repo
+
+
+def _pipeline(repo: Repository, name: str) -> Pipeline:
+    for pipeline in repo.pipelines:
+        if pipeline.name == name:
+            return pipeline
+    raise ApiProblem(404, f"repository {repo.full_name} has no pipeline {name!r}")
+
+
+@bp.post("/repositories")
+@admin_only
+def create_repository() -> tuple[Response, int]:
+    svc = services()
+    body = parse(RepositoryCreate)
+    clone_url = _checked_url(svc, body.clone_url)
+    _check_token(svc, body.notification_token, body.full_name)
+    webhook_secret = secrets.token_urlsafe(32)
+    repo = Repository(
+        provider=body.provider,
+        full_name=body.full_name,
+        clone_url=clone_url,
+        webhook_secret_enc=svc.box.seal(webhook_secret),
+        notification_token_enc=svc.box.seal(body.notification_token),
+        firecrest_client_id=body.firecrest_client_id,
+        firecrest_client_secret_enc=svc.box.seal(body.firecrest_client_secret),
+        default_account=body.default_account,
+        trusted_users=body.trusted_users,
+        branches=body.branches,
+    )
+    try:
+        with svc.db.session() as session:
+            session.add(repo)
+            session.flush()
+            answer = repository_json(repo, svc)
+    except IntegrityError:
+        raise ApiProblem(409, f"{body.full_name} is already registered") from None
+    answer["webhook_secret"] = webhook_secret  # shown once, never again
+    return jsonify(answer), 201
+
+
+@bp.get("/repositories")
+@admin_only
+def list_repositories() -> Response:
+    svc = services()
+    with svc.db.session() as session:
+        repos = session.scalars(select(Repository).order_by(Repository.id)).all()
+        return jsonify({"repositories": [repository_json(r, svc) for r in repos]})
+
+
+@bp.get("/repositories/<int:repo_id>")
+@admin_only
+def get_repository(repo_id: int) -> Response:
+    svc = services()
+    with svc.db.session() as session:
+        return jsonify(repository_json(_repository(session, repo_id), svc))
+
+
+@bp.patch("/repositories/<int:repo_id>")
+@admin_only
+def update_repository(repo_id: int) -> Response:
+    svc = services()
+    body = parse(RepositoryUpdate)
+    new_secret: str | None = None
+    with svc.db.session() as session:
+        repo = _repository(session, repo_id)
+        if body.clone_url is not None:
+            repo.clone_url = _checked_url(svc, body.clone_url)
+        if body.notification_token is not None:
+            _check_token(svc, body.notification_token, repo.full_name)
+            repo.notification_token_enc = svc.box.seal(body.notification_token)
+        if body.firecrest_client_id is not None:
+            repo.firecrest_client_id = body.firecrest_client_id
+        if body.firecrest_client_secret is not None:
+            repo.firecrest_client_secret_enc = svc.box.seal(body.firecrest_client_secret)
+        if "default_account" in body.model_fields_set:
+            repo.default_account = body.default_account
+        if body.trusted_users is not None:
+            repo.trusted_users = body.trusted_users
+        if body.branches is not None:
+            repo.branches = body.branches
+        if body.rotate_webhook_secret:
+            new_secret = secrets.token_urlsafe(32)
+            repo.webhook_secret_enc = svc.box.seal(new_secret)
+        session.flush()
+        answer = repository_json(repo, svc)
+    if new_secret:
+        answer["webhook_secret"] = new_secret
+    return jsonify(answer)
+
+
+@bp.delete("/repositories/<int:repo_id>")
+@admin_only
+def delete_repository(repo_id: int) -> tuple[str, int]:
+    with services().db.session() as session:
+        session.delete(_repository(session, repo_id))
+    return "", 204
+
+
+@bp.post("/repositories/<int:repo_id>/pipelines")
+@admin_only
+def create_pipeline(repo_id: int) -> tuple[Response, int]:
+    svc = services()
+    body = parse(PipelineCreate)
+    try:
+        with svc.db.session() as session:
+            repo = _repository(session, repo_id)
+            pipeline = Pipeline(
+                name=body.name,
+                entrypoint=body.entrypoint,
+                system=body.system,
+                trusted_users=body.trusted_users,
+                branches=body.branches,
+                tags=body.tags,
+                cancel_superseded=body.cancel_superseded,
+                variables_enc=svc.box.seal(json.dumps(body.variables)) if body.variables else None,
+            )
+            repo.pipelines.append(pipeline)
+            session.flush()
+            answer = pipeline_json(pipeline, svc.box.open)
+    except IntegrityError:
+        raise ApiProblem(409, f"pipeline {body.name!r} already exists in this repository") from None
+    return jsonify(answer), 201
+
+
+@bp.get("/repositories/<int:repo_id>/pipelines")
+@admin_only
+def list_pipelines(repo_id: int) -> Response:
+    svc = services()
+    with svc.db.session() as session:
+        repo = _repository(session, repo_id)
+        return jsonify({"pipelines": [pipeline_json(p, svc.box.open) for p in repo.pipelines]})
+
+
+@bp.get("/repositories/<int:repo_id>/pipelines/<name>")
+@admin_only
+def get_pipeline(repo_id: int, name: str) -> Response:
+    svc = services()
+    with svc.db.session() as session:
+        return jsonify(pipeline_json(_pipeline(_repository(session, repo_id), name), svc.box.open))
+
+
+@bp.patch("/repositories/<int:repo_id>/pipelines/<name>")
+@admin_only
+def update_pipeline(repo_id: int, name: str) -> Response:
+    svc = services()
+    body = parse(PipelineUpdate)
+    with svc.db.session() as session:
+        pipeline = _pipeline(_repository(session, repo_id), name)
+        for field in ("entrypoint", "system", "tags", "cancel_superseded"):
+            value = getattr(body, field)
+            if value is not None:
+                setattr(pipeline, field, value)
+        for field in ("trusted_users", "branches"):
+            if field in body.model_fields_set:
+                setattr(pipeline, field, getattr(body, field))
+        if body.variables is not None:
+            pipeline.variables_enc = svc.box.seal(json.dumps(body.variables)) if body.variables else None
+        session.flush()
+        return jsonify(pipeline_json(pipeline, svc.box.open))
+
+
+@bp.delete("/repositories/<int:repo_id>/pipelines/<name>")
+@admin_only
+def delete_pipeline(repo_id: int, name: str) -> tuple[str, int]:
+    with services().db.session() as session:
+        repo = _repository(session, repo_id)
+        repo.pipelines.remove(_pipeline(repo, name))
+    return "", 204
+
+
+@bp.get("/repositories/<int:repo_id>/runs")
+@admin_only
+def list_runs(repo_id: int) -> Response:
+    with services().db.session() as session:
+        _repository(session, repo_id)
+        runs = session.scalars(
+            select(Run).where(Run.repository_id == repo_id).order_by(Run.id.desc()).limit(200)
+        ).all()
+        return jsonify({"runs": [run_json(r) for r in runs]})

@@ -1,0 +1,109 @@
+"""The one place the middleware reads its environment (pydantic-settings).
+
+With nothing configured but DEMO_MODE, it runs with no servers: SQLite for
+state and Celery's SQLAlchemy transport for the queue. Production sets
+DATABASE_URL (PostgreSQL or SQLite) and REDIS_URL (or BROKER_URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Webhook bodies above this are refused with 413 before they are parsed.
+MAX_WEBHOOK_BYTES = 5 * 1024 * 1024
+
+
+class SettingsError(RuntimeError):
+    """The service cannot start as configured; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(default=Path(".middleware"), description="State for the embedded default.")
+    database_url: str = ""
+    redis_url: str = ""
+    broker_url: str = ""
+    middleware_secret_key: str = Field(default="", repr=False)
+    admin_token: str = Field(default="", repr=False)
+    public_url: str = "http://127.0.0.1:8080"
+    command_prefix: str = "firecrest-ci"
+    github_api_url: str = "https://api.github.com"
+    #: Clone URLs must be https on one of these hosts.
+    allowed_source_hosts: tuple[str, ...] = ("github.com",)
+    #: Lets the demo use a plain-HTTP loopback source; off by default, logged loudly when on.
+    insecure_sandbox: bool = False
+    demo_mode: bool = False
+    #: Checking notification tokens live with PyGithub when a registration is saved.
+    verify_github_tokens: bool = True
+    # GitLab (used by the mirror and pipeline steps)
+    gitlab_url: str = ""
+    gitlab_token: str = Field(default="", repr=False)
+    gitlab_group: str = "firecrest-ci"
+    runner_image: str = "ghcr.io/firecrest-ci/firecrest-ci:v1"
+    broker_visibility_timeout: int = 3600
+    log_json: bool = True
+
+    @field_validator("allowed_source_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    def resolved(self) -> Settings:
+        """Fill the embedded defaults; refuse to start without the two secrets outside demo mode."""
+        updates: dict[str, object] = {}
+        missing = [
+            name
+            for name, value in (
+                ("MIDDLEWARE_SECRET_KEY", self.middleware_secret_key),
+                ("ADMIN_TOKEN", self.admin_token),
+            )
+            if not value
+        ]
+        if missing and not self.demo_mode:
+            raise SettingsError(
+                f"{' and '.join(missing)} must be set: the service encrypts stored credentials with "
+                "MIDDLEWARE_SECRET_KEY and guards its API with ADMIN_TOKEN (set DEMO_MODE=1 to run "
+                "with throwaway values)"
+            )
+        if missing:
+            demo = self._demo_secrets()
+            updates["middleware_secret_key"] = self.middleware_secret_key or demo["middleware_secret_key"]
+            updates["admin_token"] = self.admin_token or demo["admin_token"]
+        if not self.database_url:
+            updates["database_url"] = f"sqlite:///{(self.data_dir / 'middleware.db').resolve()}"
+        if not self.broker_url:
+            updates["broker_url"] = self.redis_url or (
+                f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+            )
+        return self.model_copy(update=updates)
+
+    def _demo_secrets(self) -> dict[str, str]:
+        """Throwaway values, kept in the data dir so every gunicorn worker shares them."""
+        path = self.data_dir / "demo-secrets.json"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            loaded: dict[str, str] = json.loads(path.read_text())
+            return loaded
+        values = {
+            "middleware_secret_key": secrets.token_urlsafe(32),
+            "admin_token": secrets.token_urlsafe(24),
+        }
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
+        return values
+
+    @property
+    def embedded(self) -> bool:
+        """True when the queue is the embedded SQLAlchemy transport (no Redis)."""
+        return self.broker_url.startswith("sqla+")

@@ -1,0 +1,135 @@
+"""`POST /api/trigger`: start a pipeline without a webhook (scripts, schedules).
+
+Basic auth `repository_id:webhook_secret`. The body is YAML or JSON:
+`{ref: main | pr:N | tag:T | sha:S, pipeline: NAME, variables: {K: V}}`.
+Branch, PR and tag refs are resolved to a commit with `git ls-remote`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import re
+from dataclasses import asdict
+from typing import Any
+
+import yaml
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import selectinload
+
+from middleware.commands import check_variable_name
+from middleware.domain import Trigger, TriggerKind
+from middleware.models import OutboxItem, Repository
+from middleware.registry.api import ApiProblem
+from middleware.registry.config import to_config
+from middleware.services import services
+from middleware.sources import RefNotFound, SourceUnavailable, resolve, valid_ref_name
+from middleware.tasks import RECORD_RUN
+
+bp = Blueprint("trigger", __name__, url_prefix="/api")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@bp.errorhandler(ApiProblem)
+def _problem(error: ApiProblem) -> tuple[Response, int]:
+    return jsonify({"error": error.message}), error.status
+
+
+def _body() -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(request.get_data(cache=False) or b"")
+    except yaml.YAMLError:
+        raise ApiProblem(400, "the body is neither valid YAML nor JSON") from None
+    if not isinstance(data, dict):
+        raise ApiProblem(400, "the body must be a mapping with ref, pipeline and variables")
+    unknown = set(data) - {"ref", "pipeline", "variables"}
+    if unknown:
+        raise ApiProblem(400, f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    return data
+
+
+def _variables(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiProblem(400, "variables must be a mapping of NAME: value")
+    variables: dict[str, str] = {}
+    for name, value in raw.items():
+        problem = check_variable_name(str(name))
+        if problem:
+            raise ApiProblem(422, f"variable {name!r}: {problem}")
+        if not isinstance(value, str | int | float | bool):
+            raise ApiProblem(422, f"variable {name!r} must be a string")
+        variables[str(name)] = str(value)
+    return variables
+
+
+def _target(ref: Any) -> tuple[str, str, int | None]:
+    """(display ref, full git ref or sha:, PR number) from `main | pr:N | tag:T | sha:S`."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ApiProblem(400, "ref is required: main | pr:N | tag:T | sha:S")
+    ref = ref.strip()
+    kind, _, value = ref.partition(":")
+    if kind == "sha" and value:
+        if not _SHA.match(value):
+            raise ApiProblem(422, "sha:S needs a full 40-character lowercase commit SHA")
+        return value, f"sha:{value}", None
+    if kind == "pr" and value:
+        if not value.isdigit() or int(value) <= 0:
+            raise ApiProblem(422, "pr:N needs a pull request number")
+        return f"pr-{int(value)}", f"refs/pull/{int(value)}/head", int(value)
+    if kind == "tag" and value:
+        if not valid_ref_name(value):
+            raise ApiProblem(422, f"{value!r} is not a tag name")
+        return f"refs/tags/{value}", f"refs/tags/{value}", None
+    if ":" in ref or not valid_ref_name(ref):
+        raise ApiProblem(422, f"{ref!r} is not a branch name; use main | pr:N | tag:T | sha:S")
+    return ref, f"refs/heads/{ref}", None
+
+
+@bp.post("/trigger")
+def api_trigger() -> tuple[Response, int]:
+    svc = services()
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or not (auth.username or "").isdigit():
+        raise ApiProblem(401, "basic auth repository_id:webhook_secret required")
+    with svc.db.session() as session:
+        repo = session.get(Repository, int(auth.username or 0), options=[selectinload(Repository.pipelines)])
+        secret = svc.box.open(repo.webhook_secret_enc) if repo else ""
+        if repo is None or not hmac.compare_digest(secret.encode(), (auth.password or "").encode()):
+            raise ApiProblem(401, "unknown repository or wrong webhook secret")
+        config = to_config(repo)
+        clone_url = repo.clone_url
+    body = _body()
+    names = [p.name for p in config.pipelines]
+    pipeline = body.get("pipeline")
+    if pipeline is None and len(names) == 1:
+        pipeline = names[0]
+    if pipeline not in names:
+        raise ApiProblem(
+            422, f"unknown pipeline {pipeline!r}; this repository has: {', '.join(names) or 'none'}"
+        )
+    variables = _variables(body.get("variables"))
+    display, git_ref, pr_number = _target(body.get("ref"))
+    try:
+        sha = git_ref[4:] if git_ref.startswith("sha:") else resolve(clone_url, git_ref)
+    except RefNotFound as error:
+        raise ApiProblem(422, str(error)) from None
+    except SourceUnavailable as error:
+        raise ApiProblem(502, str(error)) from None
+    trigger = Trigger(
+        repository_id=config.id,
+        pipeline=str(pipeline),
+        ref=display,
+        sha=sha,
+        kind=TriggerKind.API,
+        reason=f"API trigger of {display}",
+        variables=variables,
+        pr_number=pr_number,
+    )
+    payload = {**asdict(trigger), "kind": trigger.kind.value, "delivery_id": None}
+    with svc.db.session() as session:
+        session.add(OutboxItem(task=RECORD_RUN, payload=payload))
+    with contextlib.suppress(Exception):  # stored already; the beat publisher retries
+        svc.publish()
+    return jsonify({"queued": {"pipeline": trigger.pipeline, "ref": display, "sha": sha}}), 202

@@ -1,0 +1,197 @@
+"""`POST /webhooks/github`: verify, decide, store, acknowledge.
+
+Order of checks: size limit, parse, look up the repository named in the
+payload, verify `X-Hub-Signature-256` with that repository's secret. Nothing
+else is read or stored before the signature holds. Accepted deliveries and
+their triggers are written in one transaction (the outbox), so a broker
+outage loses nothing, and a redelivered id is answered `duplicate`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import parse_qs
+
+from flask import Blueprint, Response, request
+from middleware.policy import decide
+from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import selectinload
+
+from middleware.domain import CommentEvent, Decision, PingEvent
+from middleware.logs import logger
+from middleware.models import Delivery, OutboxItem, Repository
+from middleware.ops import metrics
+from middleware.registry.config import to_config
+from middleware.services import services
+from middleware.tasks import RECORD_CLEANUP, RECORD_RUN
+from middleware.webhooks.enrich import EnrichmentUnavailable, is_command_candidate, pin_pull_request
+from middleware.webhooks.signature import verify
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+class Answer(Exception):
+    def __init__(self, status: int, text: str, outcome: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.outcome = outcome
+
+
+def _payload(body: bytes, content_type: str) -> Any:
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            values = parse_qs(body.decode("utf-8"), strict_parsing=False).get("payload")
+            if not values:
+                raise Answer(400, "form-encoded delivery without a `payload` field", "malformed")
+            return json.loads(values[0])
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise Answer(400, f"the body is not valid JSON ({type(error).__name__})", "malformed") from None
+
+
+def trigger_payload(delivery_id: str | None, trigger: Any) -> dict[str, Any]:
+    data = asdict(trigger)
+    data["kind"] = trigger.kind.value
+    data["delivery_id"] = delivery_id
+    return data
+
+
+def _handle() -> tuple[str, str, int, str]:
+    """Returns (event, repository, status, text); raises Answer for early exits."""
+    svc = services()
+    event_name = request.headers.get("X-GitHub-Event", "").strip()
+    delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
+    if not event_name or not delivery_id or len(delivery_id) > 100:
+        raise Answer(400, "X-GitHub-Event and X-GitHub-Delivery headers are required", "malformed")
+    body = request.get_data(cache=True)
+    payload = _payload(body, request.content_type or "")
+    full_name = repository_full_name(payload)
+    if full_name is None:
+        if event_name == "ping":
+            raise Answer(
+                202, "ping without a repository (an organisation hook): nothing to verify", "ignored"
+            )
+        raise Answer(400, "the payload names no repository (repository.full_name)", "malformed")
+    with svc.db.session() as session:
+        repo = session.scalar(
+            select(Repository)
+            .where(Repository.provider == "github", Repository.full_name == full_name)
+            .options(selectinload(Repository.pipelines))
+        )
+        if repo is None:
+            raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
+        secret = svc.box.open(repo.webhook_secret_enc)
+        if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):
+            raise Answer(
+                401,
+                "signature mismatch: X-Hub-Signature-256 does not match this repository's secret",
+                "bad-signature",
+            )
+        config = to_config(repo)
+        notification_token_enc = repo.notification_token_enc
+        if session.get(Delivery, delivery_id) is not None:
+            raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate")
+    try:
+        event = parse_event(event_name, payload)
+    except MalformedPayload as error:
+        raise Answer(400, f"malformed {event_name} payload: {error}", "malformed") from None
+    if isinstance(event, PingEvent):
+        decision, status, text = Decision(reason="ping"), 200, "pong"
+    else:
+        prefix = svc.settings.command_prefix
+        if isinstance(event, CommentEvent) and is_command_candidate(event, config, prefix):
+            try:
+                event = pin_pull_request(
+                    event, svc.settings.github_api_url, svc.box.open(notification_token_enc)
+                )
+            except EnrichmentUnavailable as error:
+                raise Answer(
+                    503,
+                    f"could not pin the pull request's head commit: {error}; redeliver later",
+                    "github-unavailable",
+                ) from None
+        decision = decide(event, config, prefix=prefix)
+        if decision.empty:
+            status, text = 202, f"nothing to run: {decision.reason}"
+        else:
+            queued = [f"{t.pipeline}@{t.sha[:12]} ({t.reason})" for t in decision.triggers]
+            cleaned = [f"cleanup {c.ref}" for c in decision.cleanups]
+            status, text = 202, "queued: " + "; ".join(queued + cleaned)
+    outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
+    try:
+        with svc.db.session() as session:
+            session.add(
+                Delivery(
+                    id=delivery_id,
+                    event=event_name,
+                    repository_id=config.id,
+                    outcome=outcome,
+                    detail=text[:2000],
+                )
+            )
+            for trigger in decision.triggers:
+                session.add(
+                    OutboxItem(
+                        delivery_id=delivery_id,
+                        task=RECORD_RUN,
+                        payload=trigger_payload(delivery_id, trigger),
+                    )
+                )
+                metrics().triggers.labels(trigger.kind.value).inc()
+            for cleanup in decision.cleanups:
+                session.add(
+                    OutboxItem(
+                        delivery_id=delivery_id,
+                        task=RECORD_CLEANUP,
+                        payload={**asdict(cleanup), "delivery_id": delivery_id},
+                    )
+                )
+    except IntegrityError:
+        raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate") from None
+    except SQLAlchemyError as error:
+        raise Answer(
+            503,
+            f"could not store the delivery ({type(error).__name__}); GitHub may redeliver it",
+            "store-failed",
+        ) from None
+    if not decision.empty:
+        try:
+            svc.publish()
+        except Exception as error:  # noqa: BLE001 - stored safely; the beat publisher retries
+            logger().warning(
+                "immediate publish failed", extra={"delivery": delivery_id, "error": type(error).__name__}
+            )
+    return event_name, full_name, status, text
+
+
+@bp.post("/github")
+def github_webhook() -> Response:
+    started = time.perf_counter()
+    event_name = request.headers.get("X-GitHub-Event", "unknown")[:50]
+    repository = None
+    try:
+        event_name, repository, status, text = _handle()
+        outcome = "queued" if text.startswith("queued") else ("pong" if text == "pong" else "no-trigger")
+    except Answer as answer:
+        status, text, outcome = answer.status, answer.text, answer.outcome
+    elapsed = time.perf_counter() - started
+    metrics().deliveries.labels(event_name, outcome).inc()
+    metrics().ack_seconds.observe(elapsed)
+    logger().info(
+        "webhook delivery",
+        extra={
+            "delivery": request.headers.get("X-GitHub-Delivery", "")[:100],
+            "event": event_name,
+            "repository": repository,
+            "outcome": outcome,
+            "status": status,
+            "ms": round(elapsed * 1000, 2),
+        },
+    )
+    return Response(text + "\n", status=status, mimetype="text/plain")
