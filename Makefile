@@ -24,7 +24,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/pytest.sh $(PYTEST_ARGS)
+	./scripts/services.sh start > .services.env
+	set -a && . ./.services.env && set +a && PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/pytest.sh $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

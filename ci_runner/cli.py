@@ -14,7 +14,7 @@ import click
 
 from ci_runner import action
 from ci_runner.client import Credentials
-from ci_runner.errors import RunnerError
+from ci_runner.errors import Interrupted, RunnerError
 from ci_runner.redact import RedactingFilter, Redactor
 from ci_runner.report import Reporter
 from ci_runner.runner import RunOptions, run
@@ -117,6 +117,9 @@ def run_command(**flags: object) -> None:
     except RunnerError as error:
         reporter.error(error.message)
         sys.exit(error.exit_code)
+    except Interrupted as interrupt:
+        reporter.error("interrupted: the HPC job was cancelled")
+        sys.exit(128 + interrupt.signum)
     except Exception as error:  # noqa: BLE001 - last line of defence: no traceback, no secrets
         reporter.error(f"unexpected {type(error).__name__}: {error}")
         sys.exit(3)

@@ -18,3 +18,16 @@ def real_responses() -> dict[str, Any]:
     path = SHARED_DATA / "firecrest-v2" / "real-responses.json"
     assert path.exists(), f"missing test data {path}: the repository expects ../shared beside it"
     return json.loads(path.read_text())
+
+
+def service_url(name: str) -> str:
+    """URL of a real service started by `make test` (scripts/services.sh); fail loudly if absent."""
+    import os
+
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(
+            f"{name} is not set: these tests need the real service. Run them with `make test`, "
+            "which starts Redis and PostgreSQL (scripts/services.sh)."
+        )
+    return value

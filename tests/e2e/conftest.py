@@ -40,6 +40,8 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.handle.url, timeout=10)
+        #: Jobs of earlier tests (the sandbox is shared by the session) are not this test's.
+        self.earlier = {job["jobId"] for job in self.jobs()}
 
     @property
     def env(self) -> dict[str, str]:
@@ -56,7 +58,17 @@ class Sandbox:
         return body["jobs"] if isinstance(body, dict) else body
 
     def jobs_named(self, prefix: str = "fci-") -> list[dict[str, Any]]:
-        return [j for j in self.jobs() if str(j.get("name", "")).startswith(prefix)]
+        """This test's jobs submitted by the runner (named fci-<run>), oldest first."""
+        return [
+            j
+            for j in self.jobs()
+            if j["jobId"] not in self.earlier and str(j.get("name", "")).startswith(prefix)
+        ]
+
+    def tokens(self) -> list[str]:
+        response = self.client.get("/_sandbox/tokens")
+        response.raise_for_status()
+        return list(response.json()["tokens"])
 
     def stats(self) -> dict[str, Any]:
         response = self.client.get("/_sandbox/stats")

@@ -1,0 +1,202 @@
+"""POST /webhooks/github through the Flask app: order of checks, answers, dedup, outbox."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from sqlalchemy import func, select
+
+from middleware.models import Delivery, OutboxItem
+from middleware.webhooks.signature import sign
+from tests.middleware.conftest import deliver, load_payload, retarget
+
+
+def outbox(svc) -> list[OutboxItem]:
+    with svc.db.session() as session:
+        return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def deliveries(svc) -> int:
+    with svc.db.session() as session:
+        return session.scalar(select(func.count()).select_from(Delivery)) or 0
+
+
+def push_payload(branch: str = "main") -> dict:
+    payload = retarget(load_payload("push"))
+    payload["ref"] = f"refs/heads/{branch}"
+    payload["deleted"] = False
+    payload["after"] = "a" * 40
+    return payload
+
+
+def test_push_to_enabled_branch_queues_every_pipeline(client, registered, svc):
+    answer = deliver(client, "push", push_payload(), registered["webhook_secret"])
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    text = answer.get_data(as_text=True)
+    assert text.startswith("queued: cpu@aaaaaaaaaaaa")
+    assert "gpu@" in text
+    items = outbox(svc)
+    assert [i.payload["pipeline"] for i in items] == ["cpu", "gpu"]
+    assert {i.payload["sha"] for i in items} == {"a" * 40}
+    assert all(i.published_at is not None for i in items)  # the in-memory broker took them
+
+
+def test_form_encoded_deliveries_are_accepted(client, registered, svc):
+    answer = deliver(client, "push", push_payload(), registered["webhook_secret"], form=True)
+    assert answer.status_code == 202
+    assert len(outbox(svc)) == 2
+
+
+def test_ping_answers_pong(client, registered):
+    payload = retarget(load_payload("ping"))
+    answer = deliver(client, "ping", payload, registered["webhook_secret"])
+    assert answer.status_code == 200
+    assert answer.get_data(as_text=True).strip() == "pong"
+
+
+def test_organisation_ping_without_repository_gets_202(client, registered):
+    payload = load_payload("ping", "with-organization.payload.json")
+    payload.pop("repository", None)
+    answer = deliver(client, "ping", payload, "irrelevant")
+    assert answer.status_code == 202
+    assert "organisation hook" in answer.get_data(as_text=True)
+
+
+def test_bad_missing_and_sha1_signatures_get_401_and_store_nothing(client, registered, svc):
+    body = json.dumps(push_payload()).encode()
+    sha1_only = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1", "X-Hub-Signature": "sha1=" + "0" * 40}
+    assert client.post("/webhooks/github", data=body, headers=sha1_only).status_code == 401
+    for signature in ("", "sha256=" + "0" * 64, sign("another-repositorys-secret", body), "sha256=zz"):
+        answer = deliver(client, "push", body, registered["webhook_secret"], signature=signature)
+        assert answer.status_code == 401, signature
+    assert "signature" in answer.get_data(as_text=True)
+    assert outbox(svc) == [] and deliveries(svc) == 0
+
+
+def test_unregistered_repository_gets_404(client, registered):
+    payload = retarget(push_payload(), "someone/else")
+    answer = deliver(client, "push", payload, registered["webhook_secret"])
+    assert answer.status_code == 404
+    assert "someone/else is not registered" in answer.get_data(as_text=True)
+
+
+def test_malformed_bodies_get_400(client, registered, svc):
+    secret = registered["webhook_secret"]
+    for body in (b'{"repository": {"full_name": "octo-org/hpc', b"[1,2,3]", b'"text"', b"\xff\xfe", b""):
+        answer = deliver(client, "push", body, secret)
+        assert answer.status_code == 400, body
+    missing_ref = push_payload()
+    del missing_ref["ref"]
+    answer = deliver(client, "push", missing_ref, secret)
+    assert answer.status_code == 400
+    assert "malformed push payload" in answer.get_data(as_text=True)
+    assert outbox(svc) == []
+
+
+def test_missing_headers_get_400(client, registered):
+    body = json.dumps(push_payload()).encode()
+    answer = client.post("/webhooks/github", data=body, headers={"X-Hub-Signature-256": sign(registered["webhook_secret"], body)})
+    assert answer.status_code == 400
+
+
+def test_bodies_over_five_megabytes_get_413(client, registered):
+    body = b'{"pad": "' + b"x" * (5 * 1024 * 1024 + 10) + b'"}'
+    answer = deliver(client, "push", body, registered["webhook_secret"])
+    assert answer.status_code == 413
+    assert "larger than 5 MB" in answer.get_data(as_text=True)
+
+
+def test_redelivery_is_a_duplicate_and_enqueues_nothing(client, registered, svc):
+    payload = push_payload()
+    first = deliver(client, "push", payload, registered["webhook_secret"], delivery="delivery-42")
+    again = deliver(client, "push", payload, registered["webhook_secret"], delivery="delivery-42")
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert "duplicate" in again.get_data(as_text=True)
+    assert len(outbox(svc)) == 2 and deliveries(svc) == 1
+
+
+def test_event_that_triggers_nothing_gets_202_with_a_reason(client, registered, svc):
+    answer = deliver(client, "push", push_payload("feature/x"), registered["webhook_secret"])
+    assert answer.status_code == 202
+    assert answer.get_data(as_text=True).startswith("nothing to run:")
+    assert outbox(svc) == []
+    assert deliveries(svc) == 1
+
+
+def test_hostile_branch_names_never_reach_a_trigger_as_options(client, registered, svc):
+    for branch in ("--upload-pack=touch pwned", "main\nrm -rf /", "mäin-ünïcode"):
+        answer = deliver(client, "push", push_payload(branch), registered["webhook_secret"])
+        assert answer.status_code in (202, 400), branch
+    for item in outbox(svc):
+        assert not item.payload["ref"].startswith("-")
+
+
+def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc):
+    payload = push_payload()
+    payload.update(deleted=True, after="0" * 40)
+    answer = deliver(client, "push", payload, registered["webhook_secret"])
+    assert answer.status_code == 202
+    items = outbox(svc)
+    assert [i.task for i in items] == ["firecrest_ci.record_cleanup"]
+
+
+def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, svc, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    original = svc.db.session
+    calls = {"n": 0}
+
+    def failing_session():
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the lookup works, the write fails
+            raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return original()
+
+    monkeypatch.setattr(svc.db, "session", failing_session)
+    answer = deliver(client, "push", push_payload(), registered["webhook_secret"], delivery="lost-1")
+    monkeypatch.setattr(svc.db, "session", original)
+    assert answer.status_code == 503
+    retry = deliver(client, "push", push_payload(), registered["webhook_secret"], delivery="lost-1")
+    assert retry.status_code == 202
+
+
+def test_broker_outage_loses_nothing(tmp_path):
+    from middleware.app import create_app
+    from middleware.outbox import publish_pending
+    from middleware.services import EXTENSION
+    from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
+
+    app = create_app(make_settings(tmp_path, broker_url="redis://127.0.0.1:1/0"), check_github_token=fake_token_check)
+    client = app.test_client()
+    svc = app.extensions[EXTENSION]
+    repo = client.post("/api/repositories", json=repository_body(), headers=admin()).get_json()
+    client.post(f"/api/repositories/{repo['id']}/pipelines", json={"name": "cpu", "entrypoint": "a.yml", "system": "c"}, headers=admin())
+    answer = deliver(client, "push", push_payload(), repo["webhook_secret"])
+    assert answer.status_code == 202
+    pending = outbox(svc)
+    assert len(pending) == 1 and pending[0].published_at is None and pending[0].attempts == 1
+    from celery import Celery
+
+    working = Celery(broker="memory://")
+    assert publish_pending(svc.db, working) == 1
+    assert outbox(svc)[0].published_at is not None
+
+
+def test_logs_carry_delivery_repository_and_outcome_but_no_secret(client, registered, capfd):
+    payload = copy.deepcopy(push_payload())
+    deliver(client, "push", payload, registered["webhook_secret"], delivery="log-check-1")
+    _out, err = capfd.readouterr()
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    record = next(line for line in lines if line.get("delivery") == "log-check-1")
+    assert record["repository"] == "octo-org/hpc-code"
+    assert record["outcome"] == "queued"
+    assert registered["webhook_secret"] not in err
+
+
+def test_metrics_count_deliveries(client, registered):
+    deliver(client, "push", push_payload(), registered["webhook_secret"])
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'firecrest_ci_webhook_deliveries_total{event="push",outcome="queued"} 1.0' in text
+    assert "firecrest_ci_webhook_ack_seconds_bucket" in text
