@@ -159,7 +159,9 @@ def post_entrypoint_command() -> list[str]:
     return ["sh", str(ROOT / "docker" / "post-entrypoint.sh")]
 
 
-def action_env(sandbox: Sandbox, workspace: Path, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Path]]:
+def action_env(
+    sandbox: Sandbox, workspace: Path, inputs: dict[str, str]
+) -> tuple[dict[str, str], dict[str, Path]]:
     """The environment GitHub gives a Docker action: INPUT_*, GITHUB_* and its files."""
     files_dir = workspace.parent / f"{workspace.name}-github"
     files_dir.mkdir(exist_ok=True)

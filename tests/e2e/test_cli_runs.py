@@ -15,9 +15,14 @@ from tests.e2e.conftest import SECRET, run_cli, runner_env
 def test_a_passing_job_streams_its_log_and_exits_zero(sandbox, workspace):
     done = run_cli(
         sandbox,
-        "--system", "cluster", "--staging", "none",
-        "--command", "echo hello from $SLURM_JOB_NAME; echo to-stderr >&2; echo FOO=$FOO",
-        "--env", "FOO=bar",
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "echo hello from $SLURM_JOB_NAME; echo to-stderr >&2; echo FOO=$FOO",
+        "--env",
+        "FOO=bar",
         cwd=workspace,
     )
     assert done.returncode == 0, done.stderr
@@ -44,12 +49,18 @@ def test_slurm_time_limit_gives_timeout_and_fails(sandbox, workspace):
 
 
 def test_sbatch_output_is_honoured_and_streamed(sandbox, workspace):
-    (workspace / "job.sh").write_text(
-        "#!/bin/bash\n#SBATCH --output=custom-%j.log\necho custom line\n"
-    )
+    (workspace / "job.sh").write_text("#!/bin/bash\n#SBATCH --output=custom-%j.log\necho custom line\n")
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--script", "job.sh",
-        "--cleanup", "never", cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--script",
+        "job.sh",
+        "--cleanup",
+        "never",
+        cwd=workspace,
     )
     assert done.returncode == 0, done.stderr
     assert "custom line" in done.stdout
@@ -75,9 +86,23 @@ def test_unknown_system_lists_the_known_ones(sandbox, workspace):
 
 def test_sigint_cancels_the_job_quickly(sandbox, workspace):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ci_runner", "run", "--system", "cluster", "--staging", "none",
-         "--command", "echo running; sleep 120"],
-        cwd=workspace, env=runner_env(sandbox), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ci_runner",
+            "run",
+            "--system",
+            "cluster",
+            "--staging",
+            "none",
+            "--command",
+            "echo running; sleep 120",
+        ],
+        cwd=workspace,
+        env=runner_env(sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         running = sandbox.wait_for(
@@ -89,8 +114,11 @@ def test_sigint_cancels_the_job_quickly(sandbox, workspace):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
         cancelled = sandbox.wait_for(
-            lambda: [j for j in sandbox.jobs_named() if j["jobId"] == job_id
-                     and str(j.get("state", "")).startswith("CANCELLED by ")],
+            lambda: [
+                j
+                for j in sandbox.jobs_named()
+                if j["jobId"] == job_id and str(j.get("state", "")).startswith("CANCELLED by ")
+            ],
             timeout=5,
         )
         elapsed = time.monotonic() - sent
@@ -106,9 +134,23 @@ def test_sigint_cancels_the_job_quickly(sandbox, workspace):
 
 def test_sigterm_cancels_too(sandbox, workspace):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ci_runner", "run", "--system", "cluster", "--staging", "none",
-         "--command", "sleep 120"],
-        cwd=workspace, env=runner_env(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ci_runner",
+            "run",
+            "--system",
+            "cluster",
+            "--staging",
+            "none",
+            "--command",
+            "sleep 120",
+        ],
+        cwd=workspace,
+        env=runner_env(sandbox),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert sandbox.wait_for(lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], 20)
@@ -125,8 +167,16 @@ def test_sigterm_cancels_too(sandbox, workspace):
 
 def test_runner_timeout_cancels_the_job(sandbox, workspace):
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "echo begun; sleep 60",
-        "--timeout", "2s", cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "echo begun; sleep 60",
+        "--timeout",
+        "2s",
+        cwd=workspace,
     )
     assert done.returncode == 1
     assert "exceeded the runner timeout of 00:00:02 and was cancelled" in done.stderr
@@ -136,8 +186,16 @@ def test_runner_timeout_cancels_the_job(sandbox, workspace):
 def test_pending_timeout_cancels_a_job_that_never_starts(sandbox, workspace):
     sandbox.configure(pending_seconds=60)
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "true",
-        "--pending-timeout", "1s", cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "true",
+        "--pending-timeout",
+        "1s",
+        cwd=workspace,
     )
     assert done.returncode == 1
     assert "still pending after 00:00:01 and was cancelled" in done.stderr
@@ -146,7 +204,9 @@ def test_pending_timeout_cancels_a_job_that_never_starts(sandbox, workspace):
 
 def test_a_job_invisible_for_a_while_is_still_followed(sandbox, workspace):
     sandbox.configure(job_invisible_seconds=2)
-    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "echo seen", cwd=workspace)
+    done = run_cli(
+        sandbox, "--system", "cluster", "--staging", "none", "--command", "echo seen", cwd=workspace
+    )
     assert done.returncode == 0, done.stderr
     assert "seen" in done.stdout
 
@@ -178,12 +238,24 @@ def test_git_staging_runs_the_exact_commit(sandbox, workspace, tmp_path):
     (origin / "version.txt").write_text("first\n")
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "first"], check=True)
-    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    sha = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     (origin / "version.txt").write_text("second\n")
     subprocess.run([*git, "commit", "-qam", "second"], check=True)
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "git", "--repo-url", str(origin), "--sha", sha,
-        "--command", "cat version.txt", cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "git",
+        "--repo-url",
+        str(origin),
+        "--sha",
+        sha,
+        "--command",
+        "cat version.txt",
+        cwd=workspace,
     )
     assert done.returncode == 0, done.stderr
     assert "first" in done.stdout and "second" not in done.stdout
@@ -196,9 +268,20 @@ def test_upload_staging_and_artifacts_round_trip(sandbox, workspace, tmp_path):
     )
     artifacts = tmp_path / "artifacts"
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "upload", "--script", "job.sh",
-        "--artifacts", "results/*.txt", "--artifacts", "results/**/*.dat",
-        "--artifacts-dir", str(artifacts), cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "upload",
+        "--script",
+        "job.sh",
+        "--artifacts",
+        "results/*.txt",
+        "--artifacts",
+        "results/**/*.dat",
+        "--artifacts-dir",
+        str(artifacts),
+        cwd=workspace,
     )
     assert done.returncode == 0, done.stderr
     assert (artifacts / "results" / "out.txt").read_text() == "payload\n"
@@ -221,15 +304,25 @@ def test_cleanup_removes_only_the_per_run_directory_after_success(sandbox, works
     assert "/firecrest-ci/local/workspace/" in str(workdir)
     assert not workdir.exists()
     assert workdir.parent.exists()
-    failed = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "exit 1", cwd=workspace)
+    failed = run_cli(
+        sandbox, "--system", "cluster", "--staging", "none", "--command", "exit 1", cwd=workspace
+    )
     assert failed.returncode == 1
     assert Path(sandbox.jobs_named()[-1]["workingDirectory"]).exists()
 
 
 def test_missing_credentials_are_named(sandbox, workspace):
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace,
-        FIRECREST_CLIENT_SECRET="", AUTH_TOKEN_URL="",
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "true",
+        cwd=workspace,
+        FIRECREST_CLIENT_SECRET="",
+        AUTH_TOKEN_URL="",
     )
     assert done.returncode == 2
     assert "AUTH_TOKEN_URL, FIRECREST_CLIENT_SECRET" in done.stderr
@@ -238,7 +331,14 @@ def test_missing_credentials_are_named(sandbox, workspace):
 def test_wrong_secret_is_a_configuration_error_without_the_secret(sandbox, workspace):
     wrong = "wrong-secret-value-xyz"
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace,
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "true",
+        cwd=workspace,
         FIRECREST_CLIENT_SECRET=wrong,
     )
     assert done.returncode == 2
@@ -249,8 +349,16 @@ def test_wrong_secret_is_a_configuration_error_without_the_secret(sandbox, works
 
 def test_unreachable_firecrest_is_infrastructure(sandbox, workspace):
     done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace,
-        FIRECREST_URL="http://127.0.0.1:9", FIRECREST_CI_RETRY_TIMEOUT="2",
+        sandbox,
+        "--system",
+        "cluster",
+        "--staging",
+        "none",
+        "--command",
+        "true",
+        cwd=workspace,
+        FIRECREST_URL="http://127.0.0.1:9",
+        FIRECREST_CI_RETRY_TIMEOUT="2",
     )
     assert done.returncode == 3
     assert "unreachable" in done.stderr

@@ -89,7 +89,12 @@ def registered(client: FlaskClient) -> dict[str, Any]:
     for name, system in (("cpu", "cluster"), ("gpu", "daint")):
         made = client.post(
             f"/api/repositories/{repo['id']}/pipelines",
-            json={"name": name, "entrypoint": f"ci/{name}.yml", "system": system, "variables": {"TOKEN": "pipeline-secret-value"}},
+            json={
+                "name": name,
+                "entrypoint": f"ci/{name}.yml",
+                "system": system,
+                "variables": {"TOKEN": "pipeline-secret-value"},
+            },
             headers=admin(),
         )
         assert made.status_code == 201, made.get_data(as_text=True)

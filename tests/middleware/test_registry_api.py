@@ -7,7 +7,11 @@ SECRETS = (GOOD_TOKEN, "firecrest-secret-value-xyz", "pipeline-secret-value")
 
 
 def test_every_call_needs_the_admin_token(client):
-    for method, path in (("get", "/api/repositories"), ("post", "/api/repositories"), ("delete", "/api/repositories/1")):
+    for method, path in (
+        ("get", "/api/repositories"),
+        ("post", "/api/repositories"),
+        ("delete", "/api/repositories/1"),
+    ):
         answer = getattr(client, method)(path, headers={"Authorization": "Bearer wrong"})
         assert answer.status_code == 401
         assert getattr(client, method)(path).status_code == 401
@@ -37,7 +41,7 @@ def test_secrets_are_encrypted_at_rest(client, registered, svc):
         )
     for secret in (*SECRETS, registered["webhook_secret"]):
         assert secret not in stored
-    raw = (svc.settings.database_url.removeprefix("sqlite:///"))
+    raw = svc.settings.database_url.removeprefix("sqlite:///")
     with open(raw, "rb") as handle:
         content = handle.read()
     for secret in (*SECRETS, registered["webhook_secret"]):
@@ -45,14 +49,21 @@ def test_secrets_are_encrypted_at_rest(client, registered, svc):
 
 
 def test_invalid_notification_token_is_refused_clearly(client):
-    answer = client.post("/api/repositories", json=repository_body(notification_token="ghp_bad"), headers=admin())
+    answer = client.post(
+        "/api/repositories", json=repository_body(notification_token="ghp_bad"), headers=admin()
+    )
     assert answer.status_code == 422
     assert "refused the notification token" in answer.get_json()["error"]
     assert "ghp_bad" not in answer.get_data(as_text=True)
 
 
 def test_unsafe_clone_urls_are_refused(client):
-    for url in ("https://127.0.0.1/o/r.git", "https://10.1.2.3/o/r.git", "file:///srv/repo", "https://u:p@github.com/o/r.git"):
+    for url in (
+        "https://127.0.0.1/o/r.git",
+        "https://10.1.2.3/o/r.git",
+        "file:///srv/repo",
+        "https://u:p@github.com/o/r.git",
+    ):
         answer = client.post("/api/repositories", json=repository_body(clone_url=url), headers=admin())
         assert answer.status_code == 422, url
         assert answer.get_json()["details"][0]["field"] == "clone_url"
@@ -73,7 +84,9 @@ def test_validation_errors_never_echo_the_input(client):
 
 def test_malformed_bodies_get_400(client):
     for body in (b"{", b"[1, 2]", b"null", b"\xff\xfe"):
-        answer = client.post("/api/repositories", data=body, headers={**admin(), "Content-Type": "application/json"})
+        answer = client.post(
+            "/api/repositories", data=body, headers={**admin(), "Content-Type": "application/json"}
+        )
         assert answer.status_code == 400
 
 
@@ -86,7 +99,11 @@ def test_update_replaces_secrets_and_can_rotate_the_webhook_secret(client, regis
     repo_id = registered["id"]
     answer = client.patch(
         f"/api/repositories/{repo_id}",
-        json={"firecrest_client_secret": "new-secret-value-abc", "trusted_users": ["carol"], "rotate_webhook_secret": True},
+        json={
+            "firecrest_client_secret": "new-secret-value-abc",
+            "trusted_users": ["carol"],
+            "rotate_webhook_secret": True,
+        },
         headers=admin(),
     )
     assert answer.status_code == 200
@@ -101,7 +118,9 @@ def test_pipeline_names_are_unique_and_without_whitespace(client, registered):
     base = f"/api/repositories/{registered['id']}/pipelines"
     dup = client.post(base, json={"name": "cpu", "entrypoint": "x.yml", "system": "cluster"}, headers=admin())
     assert dup.status_code == 409
-    spaced = client.post(base, json={"name": "has space", "entrypoint": "x.yml", "system": "cluster"}, headers=admin())
+    spaced = client.post(
+        base, json={"name": "has space", "entrypoint": "x.yml", "system": "cluster"}, headers=admin()
+    )
     assert spaced.status_code == 422
 
 

@@ -29,7 +29,10 @@ def test_embedded_default_needs_no_servers(tmp_path):
 
 def test_redis_url_becomes_the_broker(tmp_path):
     settings = Settings(
-        data_dir=tmp_path, middleware_secret_key="k" * 40, admin_token="t", redis_url="redis://127.0.0.1:6379/0"
+        data_dir=tmp_path,
+        middleware_secret_key="k" * 40,
+        admin_token="t",
+        redis_url="redis://127.0.0.1:6379/0",
     ).resolved()
     assert settings.broker_url == "redis://127.0.0.1:6379/0"
 

@@ -7,7 +7,11 @@ ALLOWED = ("github.com",)
 
 @pytest.mark.parametrize(
     "url",
-    ["https://github.com/octo-org/hpc-code.git", "https://github.com/octo-org/hpc-code", "https://GitHub.com/o/r.git"],
+    [
+        "https://github.com/octo-org/hpc-code.git",
+        "https://github.com/octo-org/hpc-code",
+        "https://GitHub.com/o/r.git",
+    ],
 )
 def test_https_on_allowed_hosts_is_accepted(url):
     assert check_clone_url(url, ALLOWED) == url

@@ -96,7 +96,11 @@ def test_malformed_bodies_get_400(client, registered, svc):
 
 def test_missing_headers_get_400(client, registered):
     body = json.dumps(push_payload()).encode()
-    answer = client.post("/webhooks/github", data=body, headers={"X-Hub-Signature-256": sign(registered["webhook_secret"], body)})
+    answer = client.post(
+        "/webhooks/github",
+        data=body,
+        headers={"X-Hub-Signature-256": sign(registered["webhook_secret"], body)},
+    )
     assert answer.status_code == 400
 
 
@@ -168,11 +172,17 @@ def test_broker_outage_loses_nothing(tmp_path):
     from middleware.services import EXTENSION
     from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
 
-    app = create_app(make_settings(tmp_path, broker_url="redis://127.0.0.1:1/0"), check_github_token=fake_token_check)
+    app = create_app(
+        make_settings(tmp_path, broker_url="redis://127.0.0.1:1/0"), check_github_token=fake_token_check
+    )
     client = app.test_client()
     svc = app.extensions[EXTENSION]
     repo = client.post("/api/repositories", json=repository_body(), headers=admin()).get_json()
-    client.post(f"/api/repositories/{repo['id']}/pipelines", json={"name": "cpu", "entrypoint": "a.yml", "system": "c"}, headers=admin())
+    client.post(
+        f"/api/repositories/{repo['id']}/pipelines",
+        json={"name": "cpu", "entrypoint": "a.yml", "system": "c"},
+        headers=admin(),
+    )
     answer = deliver(client, "push", push_payload(), repo["webhook_secret"])
     assert answer.status_code == 202
     pending = outbox(svc)

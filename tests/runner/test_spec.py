@@ -61,7 +61,5 @@ def test_env_lines_parse_and_skip_comments():
 def test_owner_and_repo_come_from_the_repository_or_url(tmp_path):
     spec = build_spec(raw(tmp_path, repository="eth-cscs/firecrest"))
     assert (spec.owner, spec.repo) == ("eth-cscs", "firecrest")
-    spec = build_spec(
-        raw(tmp_path, staging="git", repo_url="https://github.com/o/r.git", sha="a" * 40)
-    )
+    spec = build_spec(raw(tmp_path, staging="git", repo_url="https://github.com/o/r.git", sha="a" * 40))
     assert (spec.owner, spec.repo) == ("o", "r")
