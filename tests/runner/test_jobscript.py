@@ -20,7 +20,7 @@ def test_unique_name_replaces_the_users_and_header_is_kept():
     assert "#SBATCH --job-name=mine" not in script.text
     assert "#SBATCH --time=00:05:00" in lines
     assert script.output_pattern == "logs/%x-%j.log"
-    header, body = split_header(script.text)
+    _header, body = split_header(script.text)
     assert body[0] == "echo start"
     assert "#SBATCH --ignored-after-first-command" in body
 

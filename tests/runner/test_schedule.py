@@ -1,3 +1,5 @@
+import itertools
+
 from ci_runner.schedule import MAX_INTERVAL, PollSchedule, RequestBudget
 
 
@@ -5,7 +7,7 @@ def test_polls_start_fast_and_reach_the_cap():
     schedule = PollSchedule()
     intervals = [schedule.next_interval() for _ in range(40)]
     assert intervals[0] == 0.5
-    assert all(b >= a for a, b in zip(intervals, intervals[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(intervals))
     assert intervals[-1] == MAX_INTERVAL
     assert max(intervals) == MAX_INTERVAL
 

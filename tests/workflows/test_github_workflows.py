@@ -33,9 +33,8 @@ def test_actionlint_with_shellcheck(workflow):
 
 def test_actionlint_catches_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.event.issue.title }\n"
-    )
+    steps = "    steps:\n      - run: echo ${{ github.event.issue.title }\n"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n" + steps)
     done = subprocess.run([tool("actionlint"), str(broken)], capture_output=True, text=True, env=tool_env())
     assert done.returncode != 0
 
