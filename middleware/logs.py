@@ -10,8 +10,20 @@ from pythonjsonlogger.json import JsonFormatter
 LOGGER = "firecrest_ci.middleware"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (gunicorn and test capture swap it)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        return
+
+
 def configure(json_lines: bool = True, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if json_lines:
         handler.setFormatter(
             JsonFormatter(

@@ -88,6 +88,8 @@ def main() -> int:
                 path.touch()
             action_env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("INPUT_")},
+                # In the container, `python` is the image's venv; here it is this one.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "INPUT_SYSTEM": "cluster",
                 "INPUT_SCRIPT": "ci/hpc-job.sh",
                 "INPUT_STAGING": "upload",

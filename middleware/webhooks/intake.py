@@ -16,8 +16,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, request
-from middleware.policy import decide
-from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
@@ -26,10 +24,12 @@ from middleware.domain import CommentEvent, Decision, PingEvent
 from middleware.logs import logger
 from middleware.models import Delivery, OutboxItem, Repository
 from middleware.ops import metrics
+from middleware.policy import decide
 from middleware.registry.config import to_config
 from middleware.services import services
 from middleware.tasks import RECORD_CLEANUP, RECORD_RUN
 from middleware.webhooks.enrich import EnrichmentUnavailable, is_command_candidate, pin_pull_request
+from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
 from middleware.webhooks.signature import verify
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")

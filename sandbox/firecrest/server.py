@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.firecrest.app import Sandbox, create_app
 from sandbox.firecrest.config import SandboxConfig
@@ -42,10 +42,17 @@ class SandboxHandle:
         self.state.jobs.shutdown()
 
 
+class QuietHandler(WSGIRequestHandler):
+    """No access log: the runner's own output is what the demo and tests show."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+
 def start_sandbox(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> SandboxHandle:
     config.root.mkdir(parents=True, exist_ok=True)
     app = create_app(config)
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True)
     thread.start()
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a comparison, not a bind

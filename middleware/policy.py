@@ -1,0 +1,191 @@
+"""Event -> Decision: which pipelines run, at which commit, and why. Pure; no I/O.
+
+Refs in triggers name what the mirror will hold: a branch push keeps its
+branch name (`main`), a pull request becomes `pr-<n>`, a tag `refs/tags/<t>`.
+
+- Push to a CI-enabled branch runs every pipeline enabled for it; a deleted
+  branch runs nothing and asks for a mirror cleanup; tags run only for
+  pipelines that list matching tag globs.
+- Pull requests (opened, synchronize, reopened, ready_for_review) into a
+  CI-enabled branch run when they come from the same repository, or from a
+  fork whose author's login is trusted for the pipeline. author_association
+  is never trusted on its own. A closed PR asks for a cleanup of `pr-<n>`.
+- A `<prefix> run` comment runs only when created (never edited or deleted),
+  on a pull request, by a user trusted for every pipeline it names, at the
+  head SHA pinned by the enrichment step. With several pipelines the names
+  must be given.
+"""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+
+from middleware.commands import CommandError, parse_command
+from middleware.domain import (
+    CommentEvent,
+    Decision,
+    Event,
+    MirrorCleanup,
+    OtherEvent,
+    PingEvent,
+    PipelineConfig,
+    PullRequestEvent,
+    PushEvent,
+    RepositoryConfig,
+    Trigger,
+    TriggerKind,
+)
+
+PR_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
+_ZERO_SHA = re.compile(r"^0+$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def safe_ref(name: str) -> bool:
+    """A name git would accept and no command line could mistake for an option."""
+    return (
+        bool(name)
+        and not name.startswith(("-", "/", "."))
+        and not name.endswith(("/", ".", ".lock"))
+        and not _BAD_REF.search(name)
+    )
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _trusted(repo: RepositoryConfig, pipeline: PipelineConfig, login: str) -> bool:
+    return login.lower() in {user.lower() for user in repo.trusted_for(pipeline)}
+
+
+def _push(event: PushEvent, repo: RepositoryConfig) -> Decision:
+    branch, tag = event.branch, event.tag
+    name = branch if branch is not None else tag
+    if name is None:
+        return Decision(reason=f"push to {event.ref}: not a branch or tag")
+    if not safe_ref(name):
+        return Decision(reason=f"refusing a ref name git would not accept: {name!r}")
+    if event.deleted or _ZERO_SHA.match(event.after):
+        if branch is not None and any(_matches(branch, repo.branches_for(p)) for p in repo.pipelines):
+            return Decision(
+                cleanups=(MirrorCleanup(repo.id, branch, f"branch {branch} deleted"),),
+                reason=f"branch {branch} deleted",
+            )
+        return Decision(reason=f"{name} deleted; nothing to run")
+    if not _SHA.match(event.after):
+        return Decision(reason=f"push without a commit SHA ({event.after!r})")
+    if branch is not None:
+        chosen = [p for p in repo.pipelines if _matches(branch, repo.branches_for(p))]
+        ref, why = branch, f"push to {branch}"
+    else:
+        assert tag is not None
+        chosen = [p for p in repo.pipelines if p.tags and _matches(tag, p.tags)]
+        ref, why = f"refs/tags/{tag}", f"tag {tag}"
+    if not chosen:
+        what = f"branch {branch} is not CI-enabled" if branch is not None else f"tag pushes for {tag} are off"
+        return Decision(reason=f"{what} for any pipeline")
+    return Decision(
+        triggers=tuple(Trigger(repo.id, p.name, ref, event.after, TriggerKind.PUSH, why) for p in chosen)
+    )
+
+
+def _pull_request(event: PullRequestEvent, repo: RepositoryConfig) -> Decision:
+    ref = f"pr-{event.number}"
+    if event.action == "closed":
+        return Decision(
+            cleanups=(MirrorCleanup(repo.id, ref, f"pull request #{event.number} closed"),),
+            reason=f"pull request #{event.number} closed",
+        )
+    if event.action not in PR_ACTIONS:
+        return Decision(reason=f"pull request action {event.action!r} runs nothing")
+    if not _SHA.match(event.head_sha):
+        return Decision(reason="pull request without a head commit SHA")
+    targeted = [p for p in repo.pipelines if _matches(event.base_ref, repo.branches_for(p))]
+    if not targeted:
+        return Decision(
+            reason=f"pull request #{event.number} targets {event.base_ref!r}, not a CI-enabled branch"
+        )
+    if event.from_fork:
+        chosen = [p for p in targeted if _trusted(repo, p, event.author)]
+        if not chosen:
+            return Decision(
+                reason=f"pull request #{event.number} comes from a fork by {event.author}, who is not "
+                "trusted; a trusted user can approve it with a `run` comment"
+            )
+    else:
+        chosen = targeted
+    why = f"pull request #{event.number} {event.action}"
+    return Decision(
+        triggers=tuple(
+            Trigger(
+                repo.id, p.name, ref, event.head_sha, TriggerKind.PULL_REQUEST, why, pr_number=event.number
+            )
+            for p in chosen
+        )
+    )
+
+
+def _comment(event: CommentEvent, repo: RepositoryConfig, prefix: str) -> Decision:
+    if event.action != "created":
+        return Decision(reason=f"comment {event.action}: only new comments can start pipelines")
+    if not event.is_pull_request:
+        return Decision(reason="comment on an issue, not a pull request")
+    try:
+        command = parse_command(event.body, prefix)
+    except CommandError as error:
+        return Decision(reason=f"invalid command: {error}")
+    if command is None:
+        return Decision(reason="comment is not a command")
+    known = {p.name: p for p in repo.pipelines}
+    names = command.pipelines
+    if not names:
+        if len(known) != 1:
+            return Decision(
+                reason=f"name the pipelines to run; this repository has: {', '.join(sorted(known)) or 'none'}"
+            )
+        names = tuple(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        return Decision(
+            reason=f"unknown pipeline {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
+        )
+    untrusted = [n for n in names if not _trusted(repo, known[n], event.author)]
+    if untrusted:
+        return Decision(
+            reason=f"comment by untrusted user {event.author}; only trusted users can start pipelines "
+            f"({', '.join(untrusted)})"
+        )
+    if not event.head_sha or not _SHA.match(event.head_sha):
+        return Decision(reason="the pull request's head commit could not be pinned; nothing was run")
+    why = f"comment by {event.author} on #{event.issue_number}"
+    return Decision(
+        triggers=tuple(
+            Trigger(
+                repo.id,
+                name,
+                f"pr-{event.issue_number}",
+                event.head_sha,
+                TriggerKind.COMMENT,
+                why,
+                variables=dict(command.variables),
+                pr_number=event.issue_number,
+            )
+            for name in names
+        )
+    )
+
+
+def decide(event: Event, repo: RepositoryConfig, *, prefix: str = "firecrest-ci") -> Decision:
+    if isinstance(event, PushEvent):
+        return _push(event, repo)
+    if isinstance(event, PullRequestEvent):
+        return _pull_request(event, repo)
+    if isinstance(event, CommentEvent):
+        return _comment(event, repo, prefix)
+    if isinstance(event, PingEvent):
+        return Decision(reason="ping")
+    assert isinstance(event, OtherEvent)
+    return Decision(reason=f"{event.name} events run nothing")

@@ -1,0 +1,1 @@
+"""Webhook intake: signature check, payload -> Event, dedup and the outbox."""

@@ -1,0 +1,144 @@
+"""GitHub webhook payload -> Event. Pure: hostile JSON in, a typed event or MalformedPayload out.
+
+Only the fields the policy needs are read, each checked for its type, so a
+payload shaped to confuse (a number where a string belongs, a bool as a PR
+number) is refused with a readable 400 rather than crashing later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from middleware.domain import (
+    CommentEvent,
+    Event,
+    OtherEvent,
+    PingEvent,
+    PullRequestEvent,
+    PushEvent,
+)
+
+
+class MalformedPayload(ValueError):
+    """The payload lacks a field the event needs, or has one of the wrong type."""
+
+
+def _get(data: Any, path: str) -> Any:
+    current = data
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            raise MalformedPayload(f"missing field {path}")
+        current = current[part]
+    return current
+
+
+def _str(data: Any, path: str, *, max_len: int = 1000) -> str:
+    value = _get(data, path)
+    if not isinstance(value, str):
+        raise MalformedPayload(f"field {path} must be a string")
+    if len(value) > max_len:
+        raise MalformedPayload(f"field {path} is too long")
+    return value
+
+
+def _optional_str(data: Any, path: str) -> str | None:
+    try:
+        value = _get(data, path)
+    except MalformedPayload:
+        return None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedPayload(f"field {path} must be a string or null")
+    return value
+
+
+def _int(data: Any, path: str) -> int:
+    value = _get(data, path)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise MalformedPayload(f"field {path} must be a positive integer")
+    return value
+
+
+def _bool(data: Any, path: str, default: bool = False) -> bool:
+    try:
+        value = _get(data, path)
+    except MalformedPayload:
+        return default
+    if not isinstance(value, bool):
+        raise MalformedPayload(f"field {path} must be true or false")
+    return value
+
+
+def repository_full_name(payload: object) -> str | None:
+    """`repository.full_name`, the key to look the registration up; None if absent or odd."""
+    if not isinstance(payload, dict):
+        return None
+    repository = payload.get("repository")
+    if not isinstance(repository, dict):
+        return None
+    name = repository.get("full_name")
+    if not isinstance(name, str) or not 3 <= len(name) <= 200 or name.count("/") != 1:
+        return None
+    return name
+
+
+def _sender(payload: dict[str, Any]) -> str:
+    login = _optional_str(payload, "sender.login")
+    return login or _optional_str(payload, "pusher.name") or ""
+
+
+def parse_event(event_name: str, payload: object) -> Event:
+    """Map one delivery (its `X-GitHub-Event` name and JSON body) to an Event."""
+    if not isinstance(payload, dict):
+        raise MalformedPayload("the payload must be a JSON object")
+    repository = repository_full_name(payload)
+    if event_name == "ping":
+        zen = payload.get("zen")
+        return PingEvent(repository=repository, zen=zen if isinstance(zen, str) else "")
+    if event_name in ("push", "pull_request", "issue_comment") and repository is None:
+        raise MalformedPayload("missing field repository.full_name")
+    if event_name == "push":
+        return PushEvent(
+            repository=str(repository),
+            ref=_str(payload, "ref", max_len=300),
+            after=_str(payload, "after", max_len=64),
+            before=_optional_str(payload, "before") or "",
+            deleted=_bool(payload, "deleted"),
+            sender=_sender(payload),
+        )
+    if event_name == "pull_request":
+        head = _get(payload, "pull_request.head")
+        if not isinstance(head, dict):
+            raise MalformedPayload("field pull_request.head must be an object")
+        head_repository = None
+        head_repo = head.get("repo")
+        if head_repo is not None:
+            head_repository = _str(payload, "pull_request.head.repo.full_name", max_len=200)
+        return PullRequestEvent(
+            repository=str(repository),
+            action=_str(payload, "action", max_len=50),
+            number=_int(payload, "pull_request.number"),
+            author=_str(payload, "pull_request.user.login", max_len=100),
+            head_sha=_str(payload, "pull_request.head.sha", max_len=64),
+            head_ref=_str(payload, "pull_request.head.ref", max_len=300),
+            head_repository=head_repository,
+            base_ref=_str(payload, "pull_request.base.ref", max_len=300),
+            sender=_sender(payload),
+        )
+    if event_name == "issue_comment":
+        issue = _get(payload, "issue")
+        if not isinstance(issue, dict):
+            raise MalformedPayload("field issue must be an object")
+        return CommentEvent(
+            repository=str(repository),
+            action=_str(payload, "action", max_len=50),
+            issue_number=_int(payload, "issue.number"),
+            is_pull_request=isinstance(issue.get("pull_request"), dict),
+            author=_str(payload, "comment.user.login", max_len=100),
+            body=_optional_str(payload, "comment.body") or "",
+        )
+    action = payload.get("action")
+    return OtherEvent(
+        repository=repository, name=event_name[:50], action=action if isinstance(action, str) else None
+    )
