@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from middleware.registry.github_token import TokenRejected
 from middleware.services import EXTENSION, Services
 from middleware.settings import Settings
 from middleware.webhooks.signature import sign
+from tests.conftest import service_url
 
 ADMIN = "admin-token-for-tests-0123456789"
 SECRET_KEY = "middleware-secret-key-for-tests-0123456789"
@@ -43,9 +45,38 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the server `make test` started; dropped afterwards."""
+    import psycopg
+
+    server = service_url("TEST_POSTGRES_URL")
+    admin_url = server.replace("postgresql+psycopg://", "postgresql://")
+    name = f"fci_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every app test runs on the embedded default (SQLite) and the production database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mw.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    application = create_app(make_settings(tmp_path), check_github_token=fake_token_check)
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    application = create_app(
+        make_settings(tmp_path, database_url=database_url), check_github_token=fake_token_check
+    )
     yield application
     application.extensions[EXTENSION].db.dispose()
 
