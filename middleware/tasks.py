@@ -75,12 +75,16 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
         beat_schedule={"publish-outbox": {"task": PUBLISH_OUTBOX, "schedule": 10.0}},
         task_default_queue="firecrest-ci",
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        celery.conf.broker_transport_options.update(socket_connect_timeout=2, socket_timeout=5)
+        # Unacknowledged tasks come back after this; tasks never sleep longer (see issue 4).
+        celery.conf.broker_transport_options = {
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        }
 
     class AppContextTask(Task):  # type: ignore[misc]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
