@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test lint bench bench-webhooks lock clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 ## Print the runner's overhead and FirecREST request figures against a 10 s polling baseline.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.runner_overhead $(BENCH_ARGS)
+
+## Webhook acknowledgement throughput and latency: gunicorn, Redis, PostgreSQL, wrk.
+bench-webhooks: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m benchmarks.webhook_ack $(BENCH_ARGS)
 
 ## Regenerate the pinned requirements from pyproject.toml.
 lock: $(STAMP)

@@ -1,0 +1,183 @@
+"""Webhook acknowledgement figures: gunicorn on this machine, real Redis and PostgreSQL,
+signed push deliveries from wrk (Lua, HMAC-SHA256 in `signed_push.lua`) on loopback.
+
+Prints throughput, p50/p99 latency, and deliveries accepted (202) against
+triggers enqueued to Redis and runs the Celery worker recorded.
+
+    python -m benchmarks.webhook_ack [--seconds 20] [--connections 16] [--workers 4]
+
+Needs `wrk` (Debian package) and the services `scripts/services.sh start` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ADMIN = "bench-admin-token-0123456789"
+
+
+def services() -> dict[str, str]:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "services.sh"), "start"], capture_output=True, text=True, check=True
+    )
+    return dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def push_template(full_name: str) -> str:
+    payload = json.loads(
+        (ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json").read_text()
+    )
+    payload["repository"]["full_name"] = full_name
+    payload.update(ref="refs/heads/main", after="@@SHA@@", deleted=False)
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--pool", type=int, default=300, help="distinct signed bodies per wrk thread")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    env_services = services()
+    admin_url = env_services["TEST_POSTGRES_URL"].replace("postgresql+psycopg://", "postgresql://")
+    db_name = f"fci_bench_{uuid.uuid4().hex[:8]}"
+    redis_url = env_services["TEST_REDIS_URL"].rsplit("/", 1)[0] + "/5"
+    subprocess.run(["redis-cli", "-u", redis_url, "FLUSHDB"], check=True, capture_output=True)
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{db_name}"')
+    database_url = env_services["TEST_POSTGRES_URL"].rsplit("/", 1)[0] + f"/{db_name}"
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="firecrest-ci-webhook-bench-"))
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MIDDLEWARE_SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnop",
+        "ADMIN_TOKEN": ADMIN,
+        "VERIFY_GITHUB_TOKENS": "0",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(args.workers),
+        "DATA_DIR": str(tmp),
+    }
+    web = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", str(ROOT / "middleware" / "gunicorn.conf.py"), "middleware.wsgi:app"],
+        cwd=ROOT, env=env, stdout=open(tmp / "gunicorn.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "middleware.worker:celery", "worker", "--pool=solo", "-Q", "firecrest-ci", "--loglevel=ERROR"],
+        cwd=ROOT, env=env, stdout=open(tmp / "worker.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        repo = httpx.post(
+            f"{url}/api/repositories",
+            headers=headers,
+            json={
+                "full_name": "bench/hpc-code",
+                "clone_url": "https://github.com/bench/hpc-code.git",
+                "notification_token": "t",
+                "firecrest_client_id": "c",
+                "firecrest_client_secret": "s",
+                "branches": ["main"],
+            },
+        ).json()
+        httpx.post(
+            f"{url}/api/repositories/{repo['id']}/pipelines",
+            headers=headers,
+            json={"name": "cpu", "entrypoint": "ci.yml", "system": "cluster"},
+        ).raise_for_status()
+        lua = (ROOT / "benchmarks" / "signed_push.lua").read_text()
+        lua = lua.replace("@@SECRET@@", repo["webhook_secret"]).replace("@@POOL@@", str(args.pool))
+        lua = lua.replace("@@TEMPLATE@@", push_template("bench/hpc-code"))
+        script = tmp / "signed_push.lua"
+        script.write_text(lua)
+        command = [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{args.seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ]
+        print("running:", " ".join(command[:-3]), "...", flush=True)
+        result = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        figures = dict(re.findall(r"BENCH (\S+)=(\S+)", result))
+        rate = re.search(r"Requests/sec:\s+([\d.]+)", result)
+        accepted = int(figures.get("accepted", 0))
+        # Let the worker drain the queue, then count what reached Redis and the runs table.
+        deadline = time.time() + 60
+        with psycopg.connect(admin_url.rsplit("/", 1)[0] + f"/{db_name}") as connection:
+            while time.time() < deadline:
+                published, pending = connection.execute(
+                    "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL) FROM outbox"
+                ).fetchone()
+                runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+                distinct = connection.execute(
+                    "SELECT count(DISTINCT payload->>'sha') FROM outbox"
+                ).fetchone()[0]
+                if pending == 0 and runs >= distinct:
+                    break
+                time.sleep(0.5)
+            deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        print()
+        print(
+            f"gunicorn workers {args.workers}, wrk {args.threads} threads x {args.connections} connections, {args.seconds} s"
+        )
+        print(f"throughput      {float(rate.group(1)) if rate else 0:.0f} req/s")
+        print(f"latency p50     {float(figures.get('p50_ms', 0)):.2f} ms")
+        print(f"latency p99     {float(figures.get('p99_ms', 0)):.2f} ms")
+        print(
+            f"sent            {figures.get('requests')} (202 accepted: {accepted}, other: {figures.get('other')})"
+        )
+        print(f"stored          {deliveries} deliveries")
+        print(f"enqueued        {published} triggers published to Redis, {pending} still in the outbox")
+        print(f"runs recorded   {runs} (distinct commits sent: {distinct})")
+        print(f"lost            {accepted - published - pending}")
+        return 0 if accepted == published and figures.get("other") == "0" else 1
+    finally:
+        for process in (worker, web):
+            process.terminate()
+            process.wait(timeout=20)
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    sys.exit(main())
