@@ -92,7 +92,8 @@ def main() -> int:
         cwd=ROOT, env=env, stdout=open(tmp / "gunicorn.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "middleware.worker:celery", "worker", "--pool=solo", "-Q", "firecrest-ci", "--loglevel=ERROR"],
+        [str(BIN / "celery"), "-A", "middleware.worker:celery", "worker", "--pool=solo", "-Q", "firecrest-ci",
+         "--loglevel=ERROR"],
         cwd=ROOT, env=env, stdout=open(tmp / "worker.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -146,7 +147,8 @@ def main() -> int:
         with psycopg.connect(admin_url.rsplit("/", 1)[0] + f"/{db_name}") as connection:
             while time.time() < deadline:
                 published, pending = connection.execute(
-                    "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), count(*) FILTER (WHERE published_at IS NULL) FROM outbox"
+                    "SELECT count(*) FILTER (WHERE published_at IS NOT NULL), "
+                    "count(*) FILTER (WHERE published_at IS NULL) FROM outbox"
                 ).fetchone()
                 runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
                 distinct = connection.execute(
@@ -158,13 +160,15 @@ def main() -> int:
             deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
         print()
         print(
-            f"gunicorn workers {args.workers}, wrk {args.threads} threads x {args.connections} connections, {args.seconds} s"
+            f"gunicorn workers {args.workers}, wrk {args.threads} threads x {args.connections} connections, "
+            f"{args.seconds} s"
         )
         print(f"throughput      {float(rate.group(1)) if rate else 0:.0f} req/s")
         print(f"latency p50     {float(figures.get('p50_ms', 0)):.2f} ms")
         print(f"latency p99     {float(figures.get('p99_ms', 0)):.2f} ms")
         print(
-            f"sent            {figures.get('requests')} (202 accepted: {accepted}, other: {figures.get('other')})"
+            f"sent            {figures.get('requests')} "
+            f"(202 accepted: {accepted}, other: {figures.get('other')})"
         )
         print(f"stored          {deliveries} deliveries")
         print(f"enqueued        {published} triggers published to Redis, {pending} still in the outbox")

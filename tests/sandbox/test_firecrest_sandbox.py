@@ -77,7 +77,10 @@ def test_userinfo(client, box):
 
 
 def test_job_lifecycle_matches_real_slurm(client, home, real_responses):
-    script = "#!/bin/bash\n#SBATCH --job-name=ok\n#SBATCH --time=00:02:00\necho hello $FOO\necho err >&2\nsleep 0.5\n"
+    script = (
+        "#!/bin/bash\n#SBATCH --job-name=ok\n#SBATCH --time=00:02:00\n"
+        "echo hello $FOO\necho err >&2\nsleep 0.5\n"
+    )
     job_id = client.submit("cluster", working_dir=home, script_str=script, env_vars={"FOO": "bar"})["jobId"]
     assert isinstance(job_id, str)
     first = client.job_info("cluster", job_id)[0]
@@ -193,7 +196,10 @@ def test_upload_over_the_limit_is_413(client, home, box):
 
 
 def test_sbatch_options_and_time_formats():
-    script = "#!/bin/bash\n#SBATCH -J name\n#SBATCH --output out-%j.log\n# comment\n#SBATCH --time=1-02:03:04\necho\n#SBATCH --error=late\n"
+    script = (
+        "#!/bin/bash\n#SBATCH -J name\n#SBATCH --output out-%j.log\n# comment\n"
+        "#SBATCH --time=1-02:03:04\necho\n#SBATCH --error=late\n"
+    )
     assert sbatch_options(script) == {"job-name": "name", "output": "out-%j.log", "time": "1-02:03:04"}
     assert [parse_time_limit(t) for t in ("5", "1:30", "1:00:00", "2-0", "0:05")] == [
         300,
