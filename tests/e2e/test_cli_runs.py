@@ -363,3 +363,55 @@ def test_unreachable_firecrest_is_infrastructure(sandbox, workspace):
     assert done.returncode == 3
     assert "unreachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_refused_token_is_renewed_and_the_run_goes_on(sandbox, workspace):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ci_runner",
+            "run",
+            "--system",
+            "cluster",
+            "--staging",
+            "none",
+            "--command",
+            "echo before; sleep 2; echo after",
+        ],
+        cwd=workspace,
+        env=runner_env(sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sandbox.wait_for(lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], 20)
+        issued = len(sandbox.tokens())
+        sandbox.client.post("/_sandbox/tokens/revoke").raise_for_status()  # the server forgets every token
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "before" in out and "after" in out
+    assert "refused the token (Access token is invalid.); fetching a new one" in err
+    assert issued >= 1 and len(sandbox.tokens()) >= 1
+
+
+def test_cancelling_a_finished_job_counts_as_done(sandbox, workspace):
+    from ci_runner.client import Credentials, Gateway
+    from ci_runner.redact import Redactor
+    from ci_runner.report import Reporter
+    from ci_runner.runner import cancel
+
+    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace)
+    assert done.returncode == 0
+    job_id = sandbox.jobs_named()[-1]["jobId"]
+    gateway = Gateway(Credentials.from_values(sandbox.env), request_timeout=5, retry_timeout=10)
+    import io
+
+    err = io.StringIO()
+    cancel(gateway, "cluster", job_id, Reporter(Redactor(), out=io.StringIO(), err=err))
+    assert f"job {job_id} was already over" in err.getvalue()
+    assert "already completing or completed" in err.getvalue()
