@@ -173,8 +173,8 @@ def main() -> int:
         print(f"stored          {deliveries} deliveries")
         print(f"enqueued        {published} triggers published to Redis, {pending} still in the outbox")
         print(f"runs recorded   {runs} (distinct commits sent: {distinct})")
-        print(f"lost            {accepted - published - pending}")
-        return 0 if accepted == published and figures.get("other") == "0" else 1
+        print(f"lost            {deliveries - published - pending} (stored deliveries not enqueued)")
+        return 0 if deliveries == published and figures.get("other") == "0" else 1
     finally:
         for process in (worker, web):
             process.terminate()

@@ -7,6 +7,7 @@ the Celery app is created from the same settings (Flask's Celery pattern).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -56,7 +57,7 @@ def create_app(
         settings=settings,
         db=db,
         box=SecretBox(settings.middleware_secret_key),
-        publish=lambda: publish_pending(db, celery),
+        publish=partial(publish_pending, db, celery),
         check_github_token=check_github_token or TokenChecker(settings.github_api_url),
         celery=celery,
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
 
 from middleware.crypto import SecretBox
 from middleware.db import Database
+from middleware.registry.cache import RegistrationCache
 from middleware.settings import Settings
 
 EXTENSION = "firecrest_ci"
@@ -20,11 +21,12 @@ class Services:
     settings: Settings
     db: Database
     box: SecretBox
-    #: Publishes outbox rows to the queue; returns how many went out.
+    #: Publishes pending outbox rows to the queue now; returns how many went out.
     publish: Callable[[], int]
     #: Checks a GitHub token live (PyGithub); raises TokenRejected.
     check_github_token: Callable[[str, str], None]
     celery: Any = None
+    registrations: RegistrationCache = field(default_factory=RegistrationCache)
 
 
 def services() -> Services:

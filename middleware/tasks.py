@@ -75,7 +75,7 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        beat_schedule={"publish-outbox": {"task": PUBLISH_OUTBOX, "schedule": 10.0}},
+        beat_schedule={"publish-outbox": {"task": PUBLISH_OUTBOX, "schedule": 30.0}},
         task_default_queue="firecrest-ci",
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):

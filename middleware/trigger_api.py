@@ -7,7 +7,6 @@ Branch, PR and tag refs are resolved to a commit with `git ls-remote`.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import re
 from dataclasses import asdict
@@ -128,8 +127,6 @@ def api_trigger() -> tuple[Response, int]:
         pr_number=pr_number,
     )
     payload = {**asdict(trigger), "kind": trigger.kind.value, "delivery_id": None}
-    with svc.db.session() as session:
+    with svc.db.session() as session:  # the workers' outbox publisher sends it on
         session.add(OutboxItem(task=RECORD_RUN, payload=payload))
-    with contextlib.suppress(Exception):  # stored already; the beat publisher retries
-        svc.publish()
     return jsonify({"queued": {"pipeline": trigger.pipeline, "ref": display, "sha": sha}}), 202

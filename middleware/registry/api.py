@@ -62,7 +62,11 @@ def admin_only(view: F) -> F:
         expected = services().settings.admin_token
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
             raise ApiProblem(401, "admin bearer token required")
-        return view(*args, **kwargs)
+        try:
+            return view(*args, **kwargs)
+        finally:
+            if request.method != "GET":
+                services().registrations.clear()  # the intake must see changes at once here
 
     return wrapper  # type: ignore[return-value]
 

@@ -25,6 +25,7 @@ from middleware.logs import logger
 from middleware.models import Delivery, OutboxItem, Repository
 from middleware.ops import metrics
 from middleware.policy import decide
+from middleware.registry.cache import Registration
 from middleware.registry.config import to_config
 from middleware.services import services
 from middleware.tasks import RECORD_CLEANUP, RECORD_RUN
@@ -62,6 +63,27 @@ def trigger_payload(delivery_id: str | None, trigger: Any) -> dict[str, Any]:
     return data
 
 
+def _registration(full_name: str) -> Registration | None:
+    """The registration named in the payload, from the cache or the database."""
+    svc = services()
+    cached, value = svc.registrations.get(full_name)
+    if cached:
+        return value
+    with svc.db.session() as session:
+        repo = session.scalar(
+            select(Repository)
+            .where(Repository.provider == "github", Repository.full_name == full_name)
+            .options(selectinload(Repository.pipelines))
+        )
+        value = None
+        if repo is not None:
+            value = Registration(
+                to_config(repo), svc.box.open(repo.webhook_secret_enc), repo.notification_token_enc
+            )
+    svc.registrations.put(full_name, value)
+    return value
+
+
 def _handle() -> tuple[str, str, int, str]:
     """Returns (event, repository, status, text); raises Answer for early exits."""
     svc = services()
@@ -78,25 +100,17 @@ def _handle() -> tuple[str, str, int, str]:
                 202, "ping without a repository (an organisation hook): nothing to verify", "ignored"
             )
         raise Answer(400, "the payload names no repository (repository.full_name)", "malformed")
-    with svc.db.session() as session:
-        repo = session.scalar(
-            select(Repository)
-            .where(Repository.provider == "github", Repository.full_name == full_name)
-            .options(selectinload(Repository.pipelines))
+    registration = _registration(full_name)
+    if registration is None:
+        raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
+    if not verify(registration.webhook_secret, body, request.headers.get("X-Hub-Signature-256")):
+        raise Answer(
+            401,
+            "signature mismatch: X-Hub-Signature-256 does not match this repository's secret",
+            "bad-signature",
         )
-        if repo is None:
-            raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
-        secret = svc.box.open(repo.webhook_secret_enc)
-        if not verify(secret, body, request.headers.get("X-Hub-Signature-256")):
-            raise Answer(
-                401,
-                "signature mismatch: X-Hub-Signature-256 does not match this repository's secret",
-                "bad-signature",
-            )
-        config = to_config(repo)
-        notification_token_enc = repo.notification_token_enc
-        if session.get(Delivery, delivery_id) is not None:
-            raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate")
+    config = registration.config
+    notification_token_enc = registration.notification_token_enc
     try:
         event = parse_event(event_name, payload)
     except MalformedPayload as error:
@@ -135,24 +149,26 @@ def _handle() -> tuple[str, str, int, str]:
                     detail=text[:2000],
                 )
             )
-            for trigger in decision.triggers:
-                session.add(
-                    OutboxItem(
-                        delivery_id=delivery_id,
-                        task=RECORD_RUN,
-                        payload=trigger_payload(delivery_id, trigger),
-                    )
+            items = [
+                OutboxItem(delivery_id=delivery_id, task=RECORD_RUN, payload=trigger_payload(delivery_id, t))
+                for t in decision.triggers
+            ] + [
+                OutboxItem(
+                    delivery_id=delivery_id,
+                    task=RECORD_CLEANUP,
+                    payload={**asdict(c), "delivery_id": delivery_id},
                 )
-                metrics().triggers.labels(trigger.kind.value).inc()
-            for cleanup in decision.cleanups:
-                session.add(
-                    OutboxItem(
-                        delivery_id=delivery_id,
-                        task=RECORD_CLEANUP,
-                        payload={**asdict(cleanup), "delivery_id": delivery_id},
-                    )
-                )
+                for c in decision.cleanups
+            ]
+            session.add_all(items)
+        for trigger in decision.triggers:
+            metrics().triggers.labels(trigger.kind.value).inc()
     except IntegrityError:
+        # The delivery id is the primary key: a redelivery lands here.
+        with svc.db.session() as session:
+            if session.get(Delivery, delivery_id) is None:
+                svc.registrations.clear()
+                raise Answer(404, f"repository {full_name} was just removed", "unregistered") from None
         raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate") from None
     except SQLAlchemyError as error:
         raise Answer(
@@ -160,13 +176,6 @@ def _handle() -> tuple[str, str, int, str]:
             f"could not store the delivery ({type(error).__name__}); GitHub may redeliver it",
             "store-failed",
         ) from None
-    if not decision.empty:
-        try:
-            svc.publish()
-        except Exception as error:  # noqa: BLE001 - stored safely; the beat publisher retries
-            logger().warning(
-                "immediate publish failed", extra={"delivery": delivery_id, "error": type(error).__name__}
-            )
     return event_name, full_name, status, text
 
 

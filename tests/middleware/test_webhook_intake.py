@@ -39,7 +39,9 @@ def test_push_to_enabled_branch_queues_every_pipeline(client, registered, svc):
     items = outbox(svc)
     assert [i.payload["pipeline"] for i in items] == ["cpu", "gpu"]
     assert {i.payload["sha"] for i in items} == {"a" * 40}
-    assert all(i.published_at is not None for i in items)  # the in-memory broker took them
+    assert all(i.published_at is None for i in items)  # the answer does not wait for the broker
+    assert svc.publish() == 2  # the workers' publisher sends them on (in-memory broker here)
+    assert all(i.published_at is not None for i in outbox(svc))
 
 
 def test_form_encoded_deliveries_are_accepted(client, registered, svc):
@@ -184,9 +186,11 @@ def test_broker_outage_loses_nothing(tmp_path):
         headers=admin(),
     )
     answer = deliver(client, "push", push_payload(), repo["webhook_secret"])
-    assert answer.status_code == 202
+    assert answer.status_code == 202  # accepted and stored while the broker is down
+    assert publish_pending(svc.db, svc.celery) == 0  # the broker refuses: nothing is lost
     pending = outbox(svc)
     assert len(pending) == 1 and pending[0].published_at is None and pending[0].attempts == 1
+    assert "Error" in (pending[0].last_error or "")
     from celery import Celery
 
     working = Celery(broker="memory://")
