@@ -19,6 +19,7 @@ errorlog = "-"
 
 def on_starting(_server: Any) -> None:
     from middleware.migrate import upgrade
-    from middleware.settings import Settings
+    from middleware.settings import Settings, refuse_to_start
 
-    upgrade(Settings().resolved().database_url)
+    with refuse_to_start():
+        upgrade(Settings().resolved().database_url)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -21,6 +24,16 @@ MAX_WEBHOOK_BYTES = 5 * 1024 * 1024
 
 class SettingsError(RuntimeError):
     """The service cannot start as configured; the message says what to set."""
+
+
+@contextmanager
+def refuse_to_start() -> Iterator[None]:
+    """Turn a SettingsError into one readable line and exit status 2, not a traceback."""
+    try:
+        yield
+    except SettingsError as error:
+        print(f"firecrest-ci middleware: cannot start: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 class Settings(BaseSettings):

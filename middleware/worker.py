@@ -8,9 +8,11 @@ from celery.signals import worker_ready, worker_shutdown
 
 from middleware.app import create_app
 from middleware.outbox import Publisher
+from middleware.settings import refuse_to_start
 from middleware.services import EXTENSION
 
-app = create_app()
+with refuse_to_start():
+    app = create_app()
 services = app.extensions[EXTENSION]
 celery = services.celery
 publisher = Publisher(services.db, celery)

@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 from middleware.app import create_app
+from middleware.settings import refuse_to_start
 
-app = create_app(migrate=False)
+with refuse_to_start():
+    app = create_app(migrate=False)

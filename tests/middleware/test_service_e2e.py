@@ -290,3 +290,21 @@ def test_logs_have_no_secrets(production):
     for secret in (ADMIN, GH_TOKEN, "firecrest-e2e-secret", production.env["MIDDLEWARE_SECRET_KEY"]):
         assert secret not in text
     assert '"outcome"' in text  # JSON delivery log lines were written
+
+
+def test_refuses_to_start_without_secrets_with_one_clear_line(tmp_path):
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MIDDLEWARE_SECRET_KEY", "ADMIN_TOKEN", "DEMO_MODE")
+    }
+    env.update(DATA_DIR=str(tmp_path), BIND=f"127.0.0.1:{free_port()}")
+    done = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", str(ROOT / "middleware" / "gunicorn.conf.py"), "middleware.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "cannot start: MIDDLEWARE_SECRET_KEY and ADMIN_TOKEN must be set" in done.stderr
+    assert "Traceback" not in done.stderr

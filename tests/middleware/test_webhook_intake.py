@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from middleware.models import Delivery, OutboxItem
 from middleware.webhooks.signature import sign
-from tests.middleware.conftest import deliver, load_payload, retarget
+from tests.middleware.conftest import admin, deliver, load_payload, repository_body, retarget
 
 
 def outbox(svc) -> list[OutboxItem]:
@@ -69,7 +69,12 @@ def test_bad_missing_and_sha1_signatures_get_401_and_store_nothing(client, regis
     body = json.dumps(push_payload()).encode()
     sha1_only = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1", "X-Hub-Signature": "sha1=" + "0" * 40}
     assert client.post("/webhooks/github", data=body, headers=sha1_only).status_code == 401
-    for signature in ("", "sha256=" + "0" * 64, sign("another-repositorys-secret", body), "sha256=zz"):
+    other = client.post(
+        "/api/repositories",
+        json=repository_body(full_name="octo-org/other", clone_url="https://github.com/octo-org/other.git"),
+        headers=admin(),
+    ).get_json()
+    for signature in ("", "sha256=" + "0" * 64, sign(other["webhook_secret"], body), "sha256=zz"):
         answer = deliver(client, "push", body, registered["webhook_secret"], signature=signature)
         assert answer.status_code == 401, signature
     assert "signature" in answer.get_data(as_text=True)

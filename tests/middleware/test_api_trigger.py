@@ -1,0 +1,134 @@
+"""POST /api/trigger: refs resolved with the real git binary against a served repository."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from middleware.app import create_app
+from middleware.models import OutboxItem
+from middleware.services import EXTENSION
+from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def served_repository(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A bare repository served read-only over plain HTTP (git's dumb protocol) on loopback."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    (work / "a.txt").write_text("1\n")
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    git("tag", "-a", "v1", "-m", "v1", cwd=work)
+    git("checkout", "-qb", "feature", cwd=work)
+    (work / "a.txt").write_text("2\n")
+    git("commit", "-qam", "two", cwd=work)
+    shas = {"main": git("rev-parse", "main", cwd=work), "feature": git("rev-parse", "feature", cwd=work)}
+    shas["v1"] = git("rev-parse", "v1^{commit}", cwd=work)
+    root = tmp_path / "served"
+    root.mkdir()
+    git("clone", "-q", "--bare", str(work), str(root / "repo.git"), cwd=tmp_path)
+    git("update-ref", "refs/pull/5/head", shas["feature"], cwd=root / "repo.git")
+    git("update-server-info", cwd=root / "repo.git")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/repo.git", shas
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def sandbox_app(tmp_path: Path):
+    application = create_app(
+        make_settings(tmp_path, insecure_sandbox=True), check_github_token=fake_token_check
+    )
+    yield application
+    application.extensions[EXTENSION].db.dispose()
+
+
+def registered(client, clone_url: str) -> dict:
+    repo = client.post(
+        "/api/repositories", json=repository_body(clone_url=clone_url), headers=admin()
+    ).get_json()
+    client.post(
+        f"/api/repositories/{repo['id']}/pipelines",
+        json={"name": "cpu", "entrypoint": "ci.yml", "system": "cluster"},
+        headers=admin(),
+    )
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected_ref", "sha_key"),
+    [("main", "main", "main"), ("pr:5", "pr-5", "feature"), ("tag:v1", "refs/tags/v1", "v1")],
+)
+def test_refs_are_resolved_with_git_ls_remote(sandbox_app, served_repository, ref, expected_ref, sha_key):
+    url, shas = served_repository
+    client = sandbox_app.test_client()
+    repo = registered(client, url)
+    answer = client.post(
+        "/api/trigger",
+        data=f"ref: {ref}\nvariables: {{N: '4'}}\n",
+        headers={"Content-Type": "application/yaml"},
+        auth=(str(repo["id"]), repo["webhook_secret"]),
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert answer.get_json()["queued"] == {"pipeline": "cpu", "ref": expected_ref, "sha": shas[sha_key]}
+    svc = sandbox_app.extensions[EXTENSION]
+    with svc.db.session() as session:
+        (item,) = session.query(OutboxItem).all()
+        assert item.payload["kind"] == "api"
+        assert item.payload["variables"] == {"N": "4"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ("ref: nope", 422, "does not exist"),
+        ("ref: --upload-pack=touch", 422, "not a branch name"),
+        ("ref: sha:abc", 422, "40-character"),
+        ("ref: pr:x", 422, "pull request number"),
+        ("ref: main\npipeline: gpu", 422, "unknown pipeline"),
+        ("ref: main\nvariables: {CI_JOB_TOKEN: x}", 422, "reserved"),
+        ("ref: main\nextra: 1", 400, "unknown fields"),
+        ("[1, 2]", 400, "mapping"),
+        ("{", 400, "neither valid YAML nor JSON"),
+    ],
+)
+def test_bad_trigger_requests_are_refused_clearly(sandbox_app, served_repository, body, status, needle):
+    url, _ = served_repository
+    client = sandbox_app.test_client()
+    repo = registered(client, url)
+    answer = client.post("/api/trigger", data=body, auth=(str(repo["id"]), repo["webhook_secret"]))
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    assert needle in answer.get_json()["error"]
+
+
+def test_trigger_needs_the_repository_secret(sandbox_app, served_repository):
+    url, _ = served_repository
+    client = sandbox_app.test_client()
+    repo = registered(client, url)
+    for auth in ((str(repo["id"]), "wrong"), ("999", repo["webhook_secret"]), ("x", "y")):
+        assert client.post("/api/trigger", data="ref: main", auth=auth).status_code == 401
+    assert client.post("/api/trigger", data="ref: main").status_code == 401
