@@ -127,6 +127,36 @@ def run_cli(sandbox: Sandbox, *args: str, cwd: Path, timeout: float = 120, **ext
     )
 
 
+def start_cli(sandbox: Sandbox, command: str, cwd: Path, **extra: str) -> subprocess.Popen[str]:
+    """`ci-runner run` on a shell command, in the background (for signal tests)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ci_runner",
+            "run",
+            "--system",
+            "cluster",
+            "--staging",
+            "none",
+            "--command",
+            command,
+        ],
+        cwd=cwd,
+        env=runner_env(sandbox, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def running_jobs(sandbox: Sandbox, timeout: float = 20) -> list[dict[str, Any]]:
+    """Wait until this test's job runs; returns the running ones (empty on time-out)."""
+    return list(
+        sandbox.wait_for(lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], timeout)
+    )
+
+
 @dataclass
 class ActionRun:
     returncode: int

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import SECRET, run_cli, runner_env
+from tests.e2e.conftest import SECRET, run_cli, running_jobs, start_cli
 
 
 def test_a_passing_job_streams_its_log_and_exits_zero(sandbox, workspace):
@@ -85,29 +84,9 @@ def test_unknown_system_lists_the_known_ones(sandbox, workspace):
 
 
 def test_sigint_cancels_the_job_quickly(sandbox, workspace):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ci_runner",
-            "run",
-            "--system",
-            "cluster",
-            "--staging",
-            "none",
-            "--command",
-            "echo running; sleep 120",
-        ],
-        cwd=workspace,
-        env=runner_env(sandbox),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(sandbox, "echo running; sleep 120", workspace)
     try:
-        running = sandbox.wait_for(
-            lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], timeout=20
-        )
+        running = running_jobs(sandbox)
         assert running, "the job never started"
         job_id = running[0]["jobId"]
         sent = time.monotonic()
@@ -133,27 +112,9 @@ def test_sigint_cancels_the_job_quickly(sandbox, workspace):
 
 
 def test_sigterm_cancels_too(sandbox, workspace):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ci_runner",
-            "run",
-            "--system",
-            "cluster",
-            "--staging",
-            "none",
-            "--command",
-            "sleep 120",
-        ],
-        cwd=workspace,
-        env=runner_env(sandbox),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(sandbox, "sleep 120", workspace)
     try:
-        assert sandbox.wait_for(lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], 20)
+        assert running_jobs(sandbox)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     finally:
@@ -366,27 +327,9 @@ def test_unreachable_firecrest_is_infrastructure(sandbox, workspace):
 
 
 def test_a_refused_token_is_renewed_and_the_run_goes_on(sandbox, workspace):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ci_runner",
-            "run",
-            "--system",
-            "cluster",
-            "--staging",
-            "none",
-            "--command",
-            "echo before; sleep 2; echo after",
-        ],
-        cwd=workspace,
-        env=runner_env(sandbox),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(sandbox, "echo before; sleep 2; echo after", workspace)
     try:
-        assert sandbox.wait_for(lambda: [j for j in sandbox.jobs_named() if j.get("state") == "RUNNING"], 20)
+        assert running_jobs(sandbox)
         issued = len(sandbox.tokens())
         sandbox.client.post("/_sandbox/tokens/revoke").raise_for_status()  # the server forgets every token
         out, err = proc.communicate(timeout=60)
