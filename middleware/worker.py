@@ -8,8 +8,8 @@ from celery.signals import worker_ready, worker_shutdown
 
 from middleware.app import create_app
 from middleware.outbox import Publisher
-from middleware.settings import refuse_to_start
 from middleware.services import EXTENSION
+from middleware.settings import refuse_to_start
 
 with refuse_to_start():
     app = create_app()
