@@ -101,6 +101,7 @@ def test_sigint_cancels_the_job_quickly(sandbox, workspace):
             timeout=5,
         )
         elapsed = time.monotonic() - sent
+        print(f"SIGINT to CANCELLED: {elapsed:.2f} s")
     finally:
         if proc.poll() is None:
             proc.kill()
