@@ -1,0 +1,99 @@
+"""The managed GitLab side of a registration: one mirror project per (repository, pipeline).
+
+Projects live at `<group>/<repository id>/<pipeline>`, created if missing with
+the pipeline's entrypoint as `ci_config_path`, the source's visibility,
+trigger variables allowed (`ci_pipeline_variables_minimum_override_role`;
+new gitlab.com namespaces default to `no_one_allowed`) and every branch
+protected by a `*` rule that allows force pushes. Because every branch is
+protected, the FirecREST credentials are stored as masked *and protected*
+project variables, so `pr-<n>` pipelines still get them; they never travel as
+pipeline variables, and are updated whenever the registration changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import gitlab
+from gitlab.v4.objects import Group, Project
+
+#: GitLab masks only values of 8+ characters from a limited alphabet.
+_MASKABLE = re.compile(r"^[A-Za-z0-9@:.~+/=_-]{8,}$")
+
+
+@dataclass(frozen=True)
+class MirrorProjectSpec:
+    repository_id: int
+    pipeline: str
+    entrypoint: str
+    visibility: str = "private"
+    #: Project CI variables: the FirecREST credentials, account, system and the pipeline's secrets.
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def client(url: str, token: str) -> gitlab.Gitlab:
+    """python-gitlab with its own retries for 5xx, 429 and timeouts."""
+    return gitlab.Gitlab(url, private_token=token, retry_transient_errors=True, timeout=30)
+
+
+def project_path(group: str, repository_id: int, pipeline: str) -> str:
+    return f"{group.strip('/')}/{repository_id}/{pipeline}"
+
+
+class GitLabProjects:
+    def __init__(self, gl: gitlab.Gitlab, group: str) -> None:
+        self._gl = gl
+        self._group = group.strip("/")
+
+    def ensure_group(self, full_path: str) -> Group:
+        try:
+            return self._gl.groups.get(full_path)
+        except gitlab.exceptions.GitlabGetError as error:
+            if error.response_code != 404:
+                raise
+        parent_path, _, name = full_path.rpartition("/")
+        data: dict[str, Any] = {"name": name, "path": name, "visibility": "public"}
+        if parent_path:
+            data["parent_id"] = self.ensure_group(parent_path).id
+        return self._gl.groups.create(data)
+
+    def ensure_project(self, spec: MirrorProjectSpec) -> Project:
+        """Create or update the mirror project and its variables; idempotent."""
+        path = project_path(self._group, spec.repository_id, spec.pipeline)
+        settings = {
+            "ci_config_path": spec.entrypoint,
+            "visibility": spec.visibility,
+            "ci_pipeline_variables_minimum_override_role": "developer",
+        }
+        try:
+            project = self._gl.projects.get(path)
+        except gitlab.exceptions.GitlabGetError as error:
+            if error.response_code != 404:
+                raise
+            namespace = self.ensure_group(path.rpartition("/")[0])
+            project = self._gl.projects.create(
+                {"name": spec.pipeline, "path": spec.pipeline, "namespace_id": namespace.id, **settings}
+            )
+        else:
+            changed = {k: v for k, v in settings.items() if getattr(project, k, None) != v}
+            if changed:
+                for key, value in changed.items():
+                    setattr(project, key, value)
+                project.save()
+        if not any(b.name == "*" for b in project.protectedbranches.list(get_all=True)):
+            project.protectedbranches.create({"name": "*", "allow_force_push": True})
+        self.sync_variables(project, spec.variables)
+        return project
+
+    def sync_variables(self, project: Project, variables: dict[str, str]) -> None:
+        existing = {v.key: v for v in project.variables.list(get_all=True)}
+        for key, value in variables.items():
+            masked = bool(_MASKABLE.match(value))
+            current = existing.get(key)
+            if current is None:
+                project.variables.create({"key": key, "value": value, "masked": masked, "protected": True})
+            elif current.value != value or current.masked != masked or not current.protected:
+                current.value, current.masked, current.protected = value, masked, True
+                current.save()
