@@ -10,6 +10,7 @@ and jobs come in a later step.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -20,7 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 from flask import Flask, Response, jsonify, request
+
+from sandbox.gitlab.pipelines import Pipeline, PipelineConfigError, PipelineRunner, git_show, load_jobs
 
 PUSH_LOG = "push-options.log"
 PRE_RECEIVE = """#!/bin/sh
@@ -345,6 +349,225 @@ def create_app(state: GitLabState) -> Flask:
             elif name:
                 headers[name.strip()] = value.strip()
         return Response(payload, status=status, headers=headers)
+
+    # -- pipelines, jobs, traces and pipeline hooks ------------------------------------------
+
+    def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
+        project = gl.projects[pipeline.project_id]
+        return {
+            "id": pipeline.id,
+            "iid": pipeline.id,
+            "project_id": pipeline.project_id,
+            "sha": pipeline.sha,
+            "ref": pipeline.ref,
+            "status": pipeline.status,
+            "source": "api",
+            "tag": False,
+            "yaml_errors": None,
+            "created_at": pipeline.created_at,
+            "updated_at": pipeline.updated_at,
+            "web_url": f"{base()}/{project['path_with_namespace']}/-/pipelines/{pipeline.id}",
+        }
+
+    def job_json(pipeline: Pipeline, job: Any) -> dict[str, Any]:
+        project = gl.projects[pipeline.project_id]
+        return {
+            "id": job.id,
+            "name": job.name,
+            "stage": job.stage,
+            "status": job.status,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "web_url": f"{base()}/{project['path_with_namespace']}/-/jobs/{job.id}",
+            "pipeline": {
+                "id": pipeline.id,
+                "project_id": pipeline.project_id,
+                "ref": pipeline.ref,
+                "sha": pipeline.sha,
+                "status": pipeline.status,
+            },
+        }
+
+    def notify(pipeline: Pipeline) -> None:
+        """Pipeline Hook callbacks, as GitLab sends them, in the background."""
+        project = gl.projects[pipeline.project_id]
+        hooks = [h for h in project.get("hooks", []) if h.get("pipeline_events")]
+        if not hooks:
+            return
+        body = {
+            "object_kind": "pipeline",
+            "object_attributes": {
+                "id": pipeline.id,
+                "iid": pipeline.id,
+                "ref": pipeline.ref,
+                "sha": pipeline.sha,
+                "status": pipeline.status,
+                "source": "api",
+            },
+            "project": {"id": project["id"], "path_with_namespace": project["path_with_namespace"]},
+            "builds": [
+                {"id": j.id, "name": j.name, "stage": j.stage, "status": j.status} for j in pipeline.jobs
+            ],
+        }
+
+        def send() -> None:
+            for hook in hooks:
+                with contextlib.suppress(httpx.HTTPError):  # GitLab retries; the middleware reconciles
+                    httpx.post(
+                        hook["url"],
+                        json=body,
+                        headers={
+                            "X-Gitlab-Event": "Pipeline Hook",
+                            "X-Gitlab-Token": hook.get("token") or "",
+                        },
+                        timeout=5,
+                    )
+
+        threading.Thread(target=send, daemon=True).start()
+
+    runner = PipelineRunner(notify)
+    pipelines: dict[int, Pipeline] = {}
+    app.extensions["gitlab_pipelines"] = pipelines
+
+    def resolve_component(reference: str) -> str:
+        path, _, version = reference.partition("@")
+        parts = path.split("/")
+        if parts and ("." in parts[0] or ":" in parts[0] or parts[0].startswith("$")):
+            parts = parts[1:]
+        project = gl.project_by_path("/".join(parts[:-1]))
+        if project is None:
+            raise PipelineConfigError(
+                f"component '{reference}' - project does not exist or you don't have sufficient permissions"
+            )
+        repo = gl.repo_dir(project)
+        for candidate in (f"templates/{parts[-1]}.yml", f"templates/{parts[-1]}/template.yml"):
+            text = git_show(repo, version or "HEAD", candidate)
+            if text is not None:
+                return text
+        raise PipelineConfigError(f"component '{reference}' - content not found")
+
+    @app.post("/api/v4/projects/<int:project_id>/pipeline")
+    def create_pipeline(project_id: int) -> Response:
+        project = gl.projects.get(project_id)
+        if project is None:
+            return error(404, "404 Project Not Found")
+        body = request.get_json(silent=True) or {}
+        ref = str(body.get("ref") or "")
+        repo = gl.repo_dir(project)
+        resolved = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{ref}^{{commit}}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if not ref or resolved.returncode != 0:
+            return jsonify({"message": {"base": ["Reference not found"]}}), 400  # type: ignore[return-value]
+        variables = {str(v["key"]): str(v.get("value", "")) for v in body.get("variables") or []}
+        if variables and project["ci_pipeline_variables_minimum_override_role"] == "no_one_allowed":
+            return jsonify({"message": {"base": ["Insufficient permissions to set pipeline variables"]}}), 400  # type: ignore[return-value]
+        sha = resolved.stdout.strip()
+        config = git_show(repo, sha, project.get("ci_config_path") or ".gitlab-ci.yml")
+        if config is None:
+            return jsonify({"message": {"base": ["Missing CI config file"]}}), 400  # type: ignore[return-value]
+        try:
+            stages, jobs = load_jobs(config, resolve_component, gl.ids)
+        except PipelineConfigError as problem:
+            return jsonify({"message": {"base": [str(problem)]}}), 400  # type: ignore[return-value]
+        with gl.lock:
+            pipeline = Pipeline(next(gl.ids), project_id, ref, sha, variables, jobs)
+            pipelines[pipeline.id] = pipeline
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - the jobs' HOME on a shell runner
+            "LANG": "C.UTF-8",
+            "CI": "true",
+            "GITLAB_CI": "true",
+            "CI_SERVER_URL": base(),
+            "CI_PROJECT_ID": str(project_id),
+            "CI_PROJECT_PATH": project["path_with_namespace"],
+            "CI_PROJECT_NAME": project["path"],
+            "CI_SERVER_FQDN": request.host,
+            "CI_REPOSITORY_URL": f"{base()}/{project['path_with_namespace']}.git",
+            "CI_PIPELINE_ID": str(pipeline.id),
+            "CI_PIPELINE_SOURCE": "api",
+            "CI_COMMIT_SHA": sha,
+            "CI_COMMIT_REF_NAME": ref,
+            **{k: v["value"] for k, v in project["variables"].items()},
+            **variables,
+        }
+        runner.start(pipeline, stages, repo, env)
+        response = jsonify(pipeline_json(pipeline))
+        response.status_code = 201
+        return response
+
+    def pipeline_or_404(project_id: int, pipeline_id: int) -> Pipeline | None:
+        pipeline = pipelines.get(pipeline_id)
+        return pipeline if pipeline is not None and pipeline.project_id == project_id else None
+
+    @app.get("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>")
+    def get_pipeline(project_id: int, pipeline_id: int) -> Response:
+        pipeline = pipeline_or_404(project_id, pipeline_id)
+        return jsonify(pipeline_json(pipeline)) if pipeline else error(404, "404 Not found")
+
+    @app.get("/api/v4/projects/<int:project_id>/pipelines")
+    def list_pipelines(project_id: int) -> Response:
+        found = [
+            pipeline_json(p)
+            for p in sorted(pipelines.values(), key=lambda p: -p.id)
+            if p.project_id == project_id
+            and all(request.args.get(k) in (None, getattr(p, k)) for k in ("ref", "sha", "status"))
+        ]
+        return jsonify(found)
+
+    @app.post("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/cancel")
+    def cancel_pipeline(project_id: int, pipeline_id: int) -> Response:
+        pipeline = pipeline_or_404(project_id, pipeline_id)
+        if pipeline is None:
+            return error(404, "404 Not found")
+        if pipeline.status not in ("success", "failed", "canceled", "skipped"):
+            runner.cancel(pipeline)
+        return jsonify(pipeline_json(pipeline))
+
+    @app.get("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/jobs")
+    def pipeline_jobs(project_id: int, pipeline_id: int) -> Response:
+        pipeline = pipeline_or_404(project_id, pipeline_id)
+        return (
+            jsonify([job_json(pipeline, j) for j in pipeline.jobs])
+            if pipeline
+            else error(404, "404 Not found")
+        )
+
+    @app.get("/api/v4/projects/<int:project_id>/jobs/<int:job_id>/trace")
+    def job_trace(project_id: int, job_id: int) -> Response:
+        for pipeline in pipelines.values():
+            if pipeline.project_id != project_id:
+                continue
+            for job in pipeline.jobs:
+                if job.id == job_id:
+                    return Response(job.trace, mimetype="text/plain")
+        return error(404, "404 Not found")
+
+    @app.post("/api/v4/projects/<int:project_id>/hooks")
+    def add_hook(project_id: int) -> Response:
+        project = gl.projects.get(project_id)
+        if project is None:
+            return error(404, "404 Project Not Found")
+        body = request.get_json(silent=True) or request.form.to_dict()
+        hook = {
+            "id": next(gl.ids),
+            "url": body["url"],
+            "pipeline_events": str(body.get("pipeline_events", "false")).lower() == "true",
+            "token": body.get("token"),
+        }
+        project.setdefault("hooks", []).append(hook)
+        response = jsonify({k: v for k, v in hook.items() if k != "token"})
+        response.status_code = 201
+        return response
+
+    @app.get("/api/v4/projects/<int:project_id>/hooks")
+    def list_hooks(project_id: int) -> Response:
+        project = gl.projects.get(project_id)
+        if project is None:
+            return error(404, "404 Project Not Found")
+        return jsonify([{k: v for k, v in h.items() if k != "token"} for h in project.get("hooks", [])])
 
     # -- controls ---------------------------------------------------------------------
 
