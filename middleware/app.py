@@ -19,6 +19,7 @@ from middleware.migrate import upgrade
 from middleware.ops import Metrics
 from middleware.outbox import publish_pending
 from middleware.registry.github_token import TokenChecker
+from middleware.runs import Workbench
 from middleware.services import EXTENSION, Services
 from middleware.settings import MAX_WEBHOOK_BYTES, Settings
 from middleware.tasks import make_celery, register_tasks
@@ -52,11 +53,15 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     db = Database(settings.database_url)
     celery = make_celery(settings, app)
-    register_tasks(celery, db)
+    box = SecretBox(settings.middleware_secret_key)
+    workbench = None
+    if settings.gitlab_url:
+        workbench = partial(Workbench.build, settings, db, box)
+    register_tasks(celery, db, workbench)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         db=db,
-        box=SecretBox(settings.middleware_secret_key),
+        box=box,
         publish=partial(publish_pending, db, celery),
         check_github_token=check_github_token or TokenChecker(settings.github_api_url),
         celery=celery,
@@ -65,9 +70,9 @@ def create_app(
 
     from middleware import openapi, ops, trigger_api
     from middleware.registry import api as registry_api
-    from middleware.webhooks import intake
+    from middleware.webhooks import gitlab_hook, intake
 
-    for blueprint in (ops.bp, registry_api.bp, trigger_api.bp, intake.bp, openapi.bp):
+    for blueprint in (ops.bp, registry_api.bp, trigger_api.bp, intake.bp, gitlab_hook.bp, openapi.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

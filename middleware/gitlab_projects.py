@@ -43,9 +43,13 @@ def project_path(group: str, repository_id: int, pipeline: str) -> str:
 
 
 class GitLabProjects:
-    def __init__(self, gl: gitlab.Gitlab, group: str) -> None:
+    def __init__(
+        self, gl: gitlab.Gitlab, group: str, hook_url: str | None = None, hook_token: str | None = None
+    ) -> None:
         self._gl = gl
         self._group = group.strip("/")
+        self._hook_url = hook_url
+        self._hook_token = hook_token
 
     def ensure_group(self, full_path: str) -> Group:
         try:
@@ -85,6 +89,15 @@ class GitLabProjects:
         if not any(b.name == "*" for b in project.protectedbranches.list(get_all=True)):
             project.protectedbranches.create({"name": "*", "allow_force_push": True})
         self.sync_variables(project, spec.variables)
+        if self._hook_url and not any(h.url == self._hook_url for h in project.hooks.list(get_all=True)):
+            project.hooks.create(
+                {
+                    "url": self._hook_url,
+                    "pipeline_events": True,
+                    "push_events": False,
+                    "token": self._hook_token,
+                }
+            )
         return project
 
     def sync_variables(self, project: Project, variables: dict[str, str]) -> None:

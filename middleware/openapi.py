@@ -284,6 +284,25 @@ def build_spec() -> dict[str, Any]:
                     },
                 }
             },
+            "/webhooks/gitlab": {
+                "post": {
+                    "summary": "GitLab pipeline hooks (X-Gitlab-Token checked)",
+                    "security": [],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        code: {"description": d, **text}
+                        for code, d in {
+                            "202": "accepted",
+                            "400": "malformed",
+                            "401": "bad token",
+                            "503": "queue down",
+                        }.items()
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Liveness",

@@ -59,7 +59,15 @@ class Settings(BaseSettings):
     gitlab_url: str = ""
     gitlab_token: str = Field(default="", repr=False)
     gitlab_group: str = "firecrest-ci"
+    #: Shared secret GitLab sends as X-Gitlab-Token on pipeline hooks.
+    gitlab_webhook_token: str = Field(default="", repr=False)
+    #: The image the published CI/CD component runs ci-runner from.
     runner_image: str = "ghcr.io/firecrest-ci/firecrest-ci:v1"
+    # The centre's FirecREST, stored into every mirror project's CI variables.
+    firecrest_url: str = ""
+    firecrest_token_url: str = ""
+    #: PyGithub's pause between writes (GitHub asks for one second).
+    github_write_interval: float = 1.0
     broker_visibility_timeout: int = 3600
     log_json: bool = True
 

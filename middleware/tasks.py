@@ -6,14 +6,21 @@ message for another, and every task is idempotent so a redelivery is harmless.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import gitlab
+import requests
 from celery import Celery, Task
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from middleware import runs
 from middleware.db import Database
+from middleware.github_status import StatusNotPosted
+from middleware.gitlab_mirror import MirrorError
+from middleware.locks import LockBusy
 from middleware.logs import logger
 from middleware.models import Run
 from middleware.outbox import publish_pending
@@ -22,6 +29,9 @@ from middleware.settings import Settings
 RECORD_RUN = "firecrest_ci.record_run"
 RECORD_CLEANUP = "firecrest_ci.record_cleanup"
 PUBLISH_OUTBOX = "firecrest_ci.publish_outbox"
+FOLLOW_RUN = "firecrest_ci.follow_run"
+REPORT_STATUS = "firecrest_ci.report_status"
+RECONCILE = "firecrest_ci.reconcile"
 
 
 def record_run(db: Database, trigger: dict[str, Any]) -> int:
@@ -75,7 +85,10 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        beat_schedule={"publish-outbox": {"task": PUBLISH_OUTBOX, "schedule": 30.0}},
+        beat_schedule={
+            "publish-outbox": {"task": PUBLISH_OUTBOX, "schedule": 30.0},
+            "reconcile-runs": {"task": RECONCILE, "schedule": 30.0},
+        },
         task_default_queue="firecrest-ci",
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):
@@ -97,14 +110,80 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
     return celery
 
 
-def register_tasks(celery: Celery, db: Database) -> None:
-    @celery.task(name=RECORD_RUN, acks_late=True)  # type: ignore[untyped-decorator]
-    def record_run_task(trigger: dict[str, Any]) -> int:
-        return record_run(db, trigger)
+#: Failures worth another try: the next attempt may find GitLab, GitHub or the source back.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    gitlab.exceptions.GitlabError,
+    requests.RequestException,
+    MirrorError,
+    LockBusy,
+    StatusNotPosted,
+    OSError,
+)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 12,
+}
 
-    @celery.task(name=RECORD_CLEANUP, acks_late=True)  # type: ignore[untyped-decorator]
-    def record_cleanup_task(cleanup: dict[str, Any]) -> None:
-        logger().info("mirror cleanup queued", extra=cleanup)
+
+def register_tasks(celery: Celery, db: Database, bench: Callable[[], runs.Workbench] | None = None) -> None:
+    """Thin tasks over plain functions; `bench` builds the configured clients on first use."""
+    cached: list[runs.Workbench] = []
+
+    def workbench() -> runs.Workbench:
+        if not cached:
+            assert bench is not None, "this app was built without GitLab/GitHub clients"
+            made = bench()
+            made.notify = lambda run_id, state, description, url: report_status_task.delay(
+                run_id, state, description, url
+            )
+            cached.append(made)
+        return cached[0]
+
+    @celery.task(name=RECORD_RUN, acks_late=True, bind=True, **RETRY)  # type: ignore[untyped-decorator]
+    def record_run_task(self: Task, trigger: dict[str, Any]) -> int:
+        run_id = record_run(db, trigger)
+        if bench is not None:
+            try:
+                runs.start(workbench(), run_id)
+            except TRANSIENT as error:
+                if self.request.retries >= RETRY["max_retries"]:
+                    give_up(run_id, error)
+                    return run_id
+                raise
+        return run_id
+
+    def give_up(run_id: int, error: BaseException) -> None:
+        message = f"gave up after {RETRY['max_retries']} attempts: {error}"[:500]
+        runs._update(workbench(), run_id, state="error", error=message)
+        runs.report(workbench(), run_id, "error", "could not start the pipeline; see the run record", None)
+
+    @celery.task(name=FOLLOW_RUN, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    def follow_run_task(run_id: int, status: str | None = None) -> str:
+        return runs.follow(workbench(), run_id, status)
+
+    @celery.task(name=REPORT_STATUS, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    def report_status_task(run_id: int, state: str, description: str, url: str | None) -> None:
+        runs.post_status(workbench(), run_id, state, description, url)
+
+    @celery.task(name=RECONCILE)  # type: ignore[untyped-decorator]
+    def reconcile_task() -> int:
+        """The fallback when a pipeline hook was lost: poll unfinished runs."""
+        pending = runs.unfinished(db)
+        for run_id in pending:
+            follow_run_task.delay(run_id)
+        return len(pending)
+
+    @celery.task(name=RECORD_CLEANUP, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    def record_cleanup_task(cleanup: dict[str, Any]) -> int:
+        logger().info(
+            "mirror cleanup", extra={"repository_id": cleanup["repository_id"], "ref": cleanup["ref"]}
+        )
+        if bench is None:
+            return 0
+        return runs.cleanup(workbench(), int(cleanup["repository_id"]), str(cleanup["ref"]))
 
     @celery.task(name=PUBLISH_OUTBOX)  # type: ignore[untyped-decorator]
     def publish_outbox_task() -> int:

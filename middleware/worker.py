@@ -6,7 +6,9 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
+from middleware import gitlab_projects, templates_project
 from middleware.app import create_app
+from middleware.logs import logger
 from middleware.outbox import Publisher
 from middleware.services import EXTENSION
 from middleware.settings import refuse_to_start
@@ -20,8 +22,20 @@ publisher = Publisher(services.db, celery)
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_publisher(**_kwargs: Any) -> None:
-    """Each worker also moves the outbox to the queue (see middleware.outbox)."""
+    """Each worker also moves the outbox to the queue (see middleware.outbox), and keeps
+    the managed GitLab's templates project up to date."""
     publisher.start()
+    settings = services.settings
+    if settings.gitlab_url:
+        try:
+            templates_project.publish(
+                gitlab_projects.client(settings.gitlab_url, settings.gitlab_token),
+                settings.gitlab_group,
+                settings.gitlab_token,
+                settings.runner_image,
+            )
+        except Exception as error:  # noqa: BLE001 - pipelines report a missing component themselves
+            logger().warning("could not publish the CI/CD component", extra={"error": type(error).__name__})
 
 
 @worker_shutdown.connect  # type: ignore[untyped-decorator]

@@ -517,6 +517,15 @@ def create_app(state: GitLabState) -> Flask:
         ]
         return jsonify(found)
 
+    @app.get("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/variables")
+    def pipeline_variables(project_id: int, pipeline_id: int) -> Response:
+        pipeline = pipeline_or_404(project_id, pipeline_id)
+        if pipeline is None:
+            return error(404, "404 Not found")
+        return jsonify(
+            [{"key": k, "value": v, "variable_type": "env_var"} for k, v in pipeline.variables.items()]
+        )
+
     @app.post("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/cancel")
     def cancel_pipeline(project_id: int, pipeline_id: int) -> Response:
         pipeline = pipeline_or_404(project_id, pipeline_id)
@@ -568,6 +577,23 @@ def create_app(state: GitLabState) -> Flask:
         if project is None:
             return error(404, "404 Project Not Found")
         return jsonify([{k: v for k, v in h.items() if k != "token"} for h in project.get("hooks", [])])
+
+    # -- URL-encoded project paths, as GitLab accepts them everywhere ----------------------
+
+    inner = app.wsgi_app
+
+    def encoded_paths(environ: dict[str, Any], start_response: Any) -> Any:
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        prefix = "/api/v4/projects/"
+        if raw.startswith(prefix):
+            ident, _, rest = raw[len(prefix) :].split("?", 1)[0].partition("/")
+            if "%2F" in ident.upper():
+                project = gl.project_by_path(unquote(ident))
+                if project is not None:
+                    environ["PATH_INFO"] = f"{prefix}{project['id']}" + (f"/{unquote(rest)}" if rest else "")
+        return inner(environ, start_response)
+
+    app.wsgi_app = encoded_paths  # type: ignore[method-assign]
 
     # -- controls ---------------------------------------------------------------------
 

@@ -1,0 +1,275 @@
+"""A run end to end without a broker: the middleware's steps against the GitLab stand-in
+(real git, real pipelines), the FirecREST sandbox (real jobs) and the GitHub stand-in
+(PyGithub), all on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gitlab
+import pytest
+from sqlalchemy import select
+
+from middleware import runs, templates_project
+from middleware.app import create_app
+from middleware.gitlab_mirror import SourceRef
+from middleware.models import Run
+from middleware.pipelines import ensure_pipeline
+from middleware.services import EXTENSION
+from middleware.tasks import record_run
+from sandbox.firecrest.config import SandboxConfig
+from sandbox.firecrest.server import run_sandbox
+from sandbox.github.server import run_github
+from sandbox.gitlab.server import run_gitlab
+from tests.middleware.conftest import ADMIN, make_settings
+
+GH_TOKEN = "ghp_runs_notification_token_01"
+ENTRYPOINT = """stages: [test]
+include:
+  - component: $CI_SERVER_FQDN/firecrest-ci/templates/firecrest-job@main
+    inputs:
+      script: ci/hpc-job.sh
+      time: 2m
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+class World:
+    def __init__(self, tmp: Path, firecrest: Any, gl: Any, gh: Any) -> None:
+        self.tmp, self.firecrest, self.gl, self.gh = tmp, firecrest, gl, gh
+        self.client = gitlab.Gitlab(gl.url, private_token=gl.token)
+        group = self.client.groups.create({"name": "sources", "path": "sources"})
+        self.source = self.client.projects.create(
+            {"name": "hpc-code", "path": "hpc-code", "namespace_id": group.id, "visibility": "public"}
+        )
+        self.work = tmp / "work"
+        self.work.mkdir()
+        git(self.work, "init", "-q", "-b", "main")
+        settings = make_settings(
+            tmp,
+            insecure_sandbox=True,
+            gitlab_url=gl.url,
+            gitlab_token=gl.token,
+            gitlab_group="firecrest-ci",
+            github_api_url=gh.url,
+            github_write_interval=0,
+            firecrest_url=firecrest.url,
+            firecrest_token_url=firecrest.token_url,
+        )
+        self.app = create_app(settings)
+        self.svc = self.app.extensions[EXTENSION]
+        self.bench = runs.Workbench.build(self.svc.settings, self.svc.db, self.svc.box)
+        templates_project.publish(self.client, "firecrest-ci", gl.token, "local/ci-runner:dev")
+        http = self.app.test_client()
+        answer = http.post(
+            "/api/repositories",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={
+                "full_name": "octo-org/hpc-code",
+                "clone_url": self.source.http_url_to_repo,
+                "notification_token": GH_TOKEN,
+                "firecrest_client_id": firecrest.client_id,
+                "firecrest_client_secret": firecrest.client_secret,
+                "trusted_users": ["octocat"],
+                "branches": ["main"],
+            },
+        )
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+        self.repo_id = answer.get_json()["id"]
+        made = http.post(
+            f"/api/repositories/{self.repo_id}/pipelines",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
+        )
+        assert made.status_code == 201
+
+    def commit(self, script: str, ref: str = "main", entrypoint: str = ENTRYPOINT) -> str:
+        (self.work / "ci").mkdir(exist_ok=True)
+        (self.work / "ci" / "cpu.yml").write_text(entrypoint)
+        (self.work / "ci" / "hpc-job.sh").write_text(f"#!/bin/bash\n{script}\n")
+        git(self.work, "add", ".")
+        git(self.work, "commit", "-q", "--allow-empty", "-m", script[:40])
+        sha = git(self.work, "rev-parse", "HEAD")
+        url = self.source.http_url_to_repo.replace("http://", f"http://oauth2:{self.gl.token}@")
+        git(self.work, "push", "-q", "--force", url, f"HEAD:{ref}")
+        return sha
+
+    def trigger(
+        self, sha: str, ref: str = "main", kind: str = "push", pr: int | None = None, **variables: str
+    ) -> int:
+        return record_run(
+            self.svc.db,
+            {
+                "repository_id": self.repo_id,
+                "pipeline": "cpu",
+                "ref": ref,
+                "sha": sha,
+                "kind": kind,
+                "reason": "test",
+                "variables": variables,
+                "pr_number": pr,
+            },
+        )
+
+    def run(self, run_id: int) -> Run:
+        with self.svc.db.session() as session:
+            found = session.get(Run, run_id)
+            assert found is not None
+            return found
+
+    def mirror_project(self):
+        return self.client.projects.get(f"firecrest-ci/{self.repo_id}/cpu")
+
+    def wait_finished(self, run_id: int, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = runs.follow(self.bench, run_id)
+            if state in ("success", "failed", "canceled", "error"):
+                return state
+            time.sleep(0.3)
+        raise AssertionError(f"run {run_id} did not finish")
+
+    def statuses(self, sha: str) -> list[dict[str, Any]]:
+        return [s for s in self.gh.state.statuses if s["sha"] == sha]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    with (
+        run_sandbox(SandboxConfig(root=tmp_path / "hpc", pending_seconds=0.1)) as firecrest,
+        run_gitlab(tmp_path / "gitlab") as gl,
+        run_github() as gh,
+    ):
+        gh.state.add_user("octo-bot", GH_TOKEN)
+        gh.state.add_repo("octo-org/hpc-code")
+        world = World(tmp_path, firecrest, gl, gh)
+        yield world
+        world.svc.db.dispose()
+
+
+def test_push_mirrors_runs_on_firecrest_and_reports_success(world):
+    sha = world.commit('echo "hello from $SLURM_JOB_ID"')
+    run_id = world.trigger(sha)
+    assert runs.start(world.bench, run_id) == "pending"
+    run = world.run(run_id)
+    assert run.gitlab_pipeline_id is not None
+    assert run.gitlab_pipeline_url.endswith(f"/-/pipelines/{run.gitlab_pipeline_id}")
+    assert world.wait_finished(run_id) == "success"
+    states = [(s["state"], s["context"]) for s in world.statuses(sha)]
+    assert states == [("pending", "firecrest-ci/cpu"), ("success", "firecrest-ci/cpu")]
+    assert world.statuses(sha)[-1]["target_url"] == run.gitlab_pipeline_url
+    project = world.mirror_project()
+    variables = {v.key: v for v in project.variables.list()}
+    assert variables["FIRECREST_CLIENT_SECRET"].masked and variables["FIRECREST_CLIENT_SECRET"].protected
+    pipeline_vars = {v.key for v in project.pipelines.get(run.gitlab_pipeline_id).variables.list()}
+    assert "FIRECREST_CLIENT_SECRET" not in pipeline_vars  # credentials never travel as pipeline variables
+    assert [b.name for b in project.branches.list()] == ["main"]
+
+
+def test_failing_commit_reports_failure(world):
+    sha = world.commit("echo broken; exit 3")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)
+    assert world.wait_finished(run_id) == "failed"
+    assert [s["state"] for s in world.statuses(sha)] == ["pending", "failure"]
+
+
+def test_redelivery_and_a_crash_after_creation_make_no_second_pipeline(world):
+    sha = world.commit("sleep 1")
+    run_id = world.trigger(sha)
+    assert world.trigger(sha) == run_id  # the same key records the same run
+    project_spec_run = world.run(run_id)
+    runs.start(world.bench, run_id)
+    runs.start(world.bench, run_id)  # a redelivered task: nothing new
+    project = world.mirror_project()
+    assert len(project.pipelines.list(sha=sha)) == 1
+    # A worker that died after GitLab created the pipeline but before recording it:
+    sha2 = world.commit("sleep 1")
+    second = world.trigger(sha2)
+    world.bench.mirror.fetch(
+        world.repo_id, world.source.http_url_to_repo, SourceRef.for_trigger("main", sha2)
+    )
+    world.bench.mirror.push(world.repo_id, project.http_url_to_repo, sha2, "refs/heads/main")
+    created = ensure_pipeline(project, second, "main", sha2, {})
+    assert runs.start(world.bench, second) == "pending"
+    assert world.run(second).gitlab_pipeline_id == created.id
+    assert len(project.pipelines.list(sha=sha2)) == 1
+    assert project_spec_run.sha == sha
+
+
+def test_a_newer_commit_cancels_the_superseded_pipeline(world):
+    old = world.commit("sleep 30")
+    first = world.trigger(old)
+    runs.start(world.bench, first)
+    time.sleep(1.0)
+    new = world.commit("echo newer")
+    second = world.trigger(new)
+    runs.start(world.bench, second)
+    assert world.run(first).state == "canceled"
+    assert world.run(first).error == "superseded by a newer commit"
+    assert world.statuses(old)[-1]["state"] == "error"
+    assert "superseded" in world.statuses(old)[-1]["description"]
+    assert world.wait_finished(second) == "success"
+
+
+def test_a_bad_entrypoint_becomes_an_error_status_with_a_reason(world):
+    sha = world.commit("true", entrypoint="stages: [test]\n")
+    run_id = world.trigger(sha)
+    assert runs.start(world.bench, run_id) == "error"
+    status = world.statuses(sha)[-1]
+    assert status["state"] == "error"
+    assert "at least one visible job" in status["description"]
+    assert len(status["description"]) <= 140
+    assert "at least one visible job" in world.run(run_id).error
+
+
+def test_pull_request_heads_mirror_to_pr_branches_and_cleanup_removes_them(world):
+    sha = world.commit("echo pr", ref="refs/pull/4/head")
+    run_id = world.trigger(sha, ref="pr-4", kind="pull_request", pr=4)
+    runs.start(world.bench, run_id)
+    project = world.mirror_project()
+    assert "pr-4" in [b.name for b in project.branches.list()]
+    assert runs.cleanup(world.bench, world.repo_id, "pr-4") == 1
+    assert "pr-4" not in [b.name for b in project.branches.list()]
+    finished = world.wait_finished(run_id)
+    assert finished in ("success", "canceled")
+
+
+def test_comment_variables_reach_the_job_but_secrets_stay_project_variables(world):
+    sha = world.commit('echo "level=$DEBUG_LEVEL"')
+    run_id = world.trigger(sha, ref="pr-9", kind="comment", pr=9, DEBUG_LEVEL="3")
+    world.commit('echo "level=$DEBUG_LEVEL"', ref="refs/pull/9/head")
+    runs.start(world.bench, run_id)
+    assert world.wait_finished(run_id) == "success"
+    project = world.mirror_project()
+    pipeline = project.pipelines.get(world.run(run_id).gitlab_pipeline_id)
+    assert {v.key: v.value for v in pipeline.variables.list()}["DEBUG_LEVEL"] == "3"
+
+
+def test_gitlab_token_never_reaches_logs_or_run_records(world, capfd):
+    sha = world.commit("true")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)
+    world.wait_finished(run_id)
+    out, err = capfd.readouterr()
+    assert world.gl.token not in out + err
+    with world.svc.db.session() as session:
+        records = [(r.error or "") + (r.gitlab_pipeline_url or "") for r in session.scalars(select(Run))]
+    assert all(world.gl.token not in r for r in records)
+    cache = world.bench.mirror.cache(world.repo_id)
+    assert world.gl.token not in (cache / "config").read_text()
