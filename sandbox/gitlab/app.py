@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import itertools
 import os
+import random
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ class GitLabState:
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     projects: dict[int, dict[str, Any]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Share of API requests answered 5xx (before any work is done), drawn from a seeded RNG.
+    fault_5xx_rate: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - faults, not crypto
+    faults: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -89,6 +94,11 @@ def create_app(state: GitLabState) -> Flask:
         if request.path.startswith("/api/v4/"):
             with gl.lock:
                 gl.requests.append({"method": request.method, "path": request.path})
+                faulty = gl.fault_5xx_rate and gl.rng.random() < gl.fault_5xx_rate
+                if faulty:
+                    gl.faults += 1
+            if faulty:
+                return error(502, "502 Bad Gateway")
             if not authorised():
                 return error(401, "401 Unauthorized")
         return None

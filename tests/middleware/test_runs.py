@@ -273,3 +273,26 @@ def test_gitlab_token_never_reaches_logs_or_run_records(world, capfd):
     assert all(world.gl.token not in r for r in records)
     cache = world.bench.mirror.cache(world.repo_id)
     assert world.gl.token not in (cache / "config").read_text()
+
+
+def test_gitlab_answering_30_percent_5xx_still_finishes(world):
+    world.gl.state.fault_5xx_rate = 0.3
+    world.gl.state.rng.seed(20261125)
+    sha = world.commit("echo resilient")
+    run_id = world.trigger(sha)
+    assert runs.start(world.bench, run_id) == "pending"
+    assert world.wait_finished(run_id) == "success"
+    assert world.gl.state.faults > 3
+    world.gl.state.fault_5xx_rate = 0.0
+    assert len(world.mirror_project().pipelines.list(sha=sha)) == 1
+
+
+def test_github_down_for_ten_seconds_still_gets_the_final_status(world):
+    sha = world.commit("echo fine")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)  # `pending` is posted while GitHub is up
+    world.gh.state.down_until = time.time() + 10  # then GitHub answers 503 for ten seconds
+    started = time.monotonic()
+    assert world.wait_finished(run_id, timeout=90) == "success"
+    assert time.monotonic() - started >= 5  # it really had to wait for GitHub
+    assert world.statuses(sha)[-1]["state"] == "success"
