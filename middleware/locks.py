@@ -20,12 +20,17 @@ class LockBusy(RuntimeError):
 
 @contextmanager
 def repository_lock(
-    repository_id: int, *, redis_url: str | None, lock_dir: Path, wait: float = 30
+    repository_id: int,
+    *,
+    redis_url: str | None,
+    lock_dir: Path,
+    wait: float = 30,
+    timeout: float = LOCK_TIMEOUT,
 ) -> Iterator[None]:
     name = f"firecrest-ci:mirror:{repository_id}"
     if redis_url:
         client = redis.Redis.from_url(redis_url)
-        lock = client.lock(name, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
+        lock = client.lock(name, timeout=timeout, blocking_timeout=wait)
         if not lock.acquire():
             raise LockBusy(f"repository {repository_id} is being mirrored by another worker")
         try:

@@ -348,4 +348,5 @@ def _lock(bench: Workbench, repository_id: int) -> AbstractContextManager[None]:
         repository_id,
         redis_url=broker if broker.startswith(("redis://", "rediss://")) else None,
         lock_dir=bench.settings.data_dir / "locks",
+        timeout=bench.settings.mirror_lock_timeout,
     )

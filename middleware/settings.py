@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     #: PyGithub's pause between writes (GitHub asks for one second).
     github_write_interval: float = 1.0
     broker_visibility_timeout: int = 3600
+    #: How long a repository lock outlives a worker that died holding it.
+    mirror_lock_timeout: int = 600
     log_json: bool = True
 
     @field_validator("allowed_source_hosts", mode="before")

@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ class GitLabState:
     fault_5xx_rate: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - faults, not crypto
     faults: int = 0
+    #: Seconds every push waits before it is received (to catch a worker mid-mirror).
+    push_delay: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -346,6 +349,8 @@ def create_app(state: GitLabState) -> Flask:
         }
         body = request.get_data()
         env["CONTENT_LENGTH"] = str(len(body))
+        if rest == "git-receive-pack" and gl.push_delay:
+            time.sleep(gl.push_delay)
         done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
         head, _, payload = done.stdout.partition(b"\r\n\r\n")
         if not _:

@@ -43,6 +43,28 @@ class Service:
     github: GitHubHandle
     env: dict[str, str]
     logs: Path
+    worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                *("-A", "middleware.worker:celery", "worker", "--pool=solo", "-Q", "firecrest-ci"),
+                "--loglevel=WARNING",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.logs / "worker.out", "a"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {ADMIN}", **kwargs.pop("headers", {})}
@@ -76,7 +98,11 @@ class Service:
 
 
 def start_service(
-    tmp: Path, database_url: str, broker: dict[str, str], github: GitHubHandle
+    tmp: Path,
+    database_url: str,
+    broker: dict[str, str],
+    github: GitHubHandle,
+    extra: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     port = free_port()
     logs = tmp / "logs"
@@ -93,7 +119,10 @@ def start_service(
         "WEB_CONCURRENCY": "2",
         "DATA_DIR": str(tmp / "state"),
         **broker,
+        **(extra or {}),
     }
+    if extra and "PUBLIC_URL" in extra:
+        env["PUBLIC_URL"] = extra["PUBLIC_URL"].replace("{port}", str(port))
     web = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", str(ROOT / "middleware" / "gunicorn.conf.py"), "middleware.wsgi:app"],
         cwd=ROOT,
@@ -112,32 +141,17 @@ def start_service(
     else:
         web.kill()
         pytest.fail(f"gunicorn did not start: {(logs / 'gunicorn.out').read_text()[-2000:]}")
-    worker = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "middleware.worker:celery",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            "firecrest-ci",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(logs / "worker.out", "w"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    service = Service(url, github, env, logs)
+    service.start_worker()
     try:
-        yield Service(url, github, env, logs)
+        yield service
     finally:
-        for process in (worker, web):
-            process.terminate()
-        for process in (worker, web):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        service.stop_worker()
+        web.terminate()
+        try:
+            web.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            web.kill()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,194 @@
+"""The whole loop as deployed: a signed GitHub webhook to gunicorn, the outbox to a Celery
+worker on real Redis, the mirror and pipeline in the GitLab stand-in, the job on the
+FirecREST sandbox, the status back to the GitHub stand-in; pipeline hooks close it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gitlab
+import httpx
+import pytest
+
+from sandbox.firecrest.config import SandboxConfig
+from sandbox.firecrest.server import run_sandbox
+from sandbox.github.server import run_github
+from sandbox.gitlab.server import run_gitlab
+from tests.conftest import service_url
+from tests.middleware.conftest import load_payload, postgres_database, retarget
+from tests.middleware.test_service_e2e import GH_TOKEN, Service, start_service
+
+HOOK_TOKEN = "gitlab-hook-token-0123456789"
+ENTRYPOINT = """stages: [test]
+include:
+  - component: $CI_SERVER_FQDN/firecrest-ci/templates/firecrest-job@main
+    inputs:
+      script: ci/hpc-job.sh
+      time: 2m
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+class Loop:
+    def __init__(self, service: Service, gl: Any, firecrest: Any, tmp: Path) -> None:
+        self.service, self.gl, self.firecrest, self.tmp = service, gl, firecrest, tmp
+        self.client = gitlab.Gitlab(gl.url, private_token=gl.token)
+        group = self.client.groups.create({"name": "sources", "path": "sources"})
+        self.source = self.client.projects.create(
+            {"name": "hpc-code", "path": "hpc-code", "namespace_id": group.id, "visibility": "public"}
+        )
+        self.work = tmp / "work"
+        self.work.mkdir()
+        git(self.work, "init", "-q", "-b", "main")
+        answer = service.api(
+            "POST",
+            "/api/repositories",
+            json={
+                "full_name": "octo-org/hpc-code",
+                "clone_url": self.source.http_url_to_repo,
+                "notification_token": GH_TOKEN,
+                "firecrest_client_id": firecrest.client_id,
+                "firecrest_client_secret": firecrest.client_secret,
+                "branches": ["main"],
+            },
+        )
+        assert answer.status_code == 201, answer.text
+        self.repo = answer.json()
+        made = service.api(
+            "POST",
+            f"/api/repositories/{self.repo['id']}/pipelines",
+            json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
+        )
+        assert made.status_code == 201, made.text
+
+    def commit(self, script: str) -> str:
+        (self.work / "ci").mkdir(exist_ok=True)
+        (self.work / "ci" / "cpu.yml").write_text(ENTRYPOINT)
+        (self.work / "ci" / "hpc-job.sh").write_text(f"#!/bin/bash\n{script}\n")
+        git(self.work, "add", ".")
+        git(self.work, "commit", "-q", "--allow-empty", "-m", script[:40])
+        url = self.source.http_url_to_repo.replace("http://", f"http://oauth2:{self.gl.token}@")
+        git(self.work, "push", "-q", "--force", url, "HEAD:main")
+        return git(self.work, "rev-parse", "HEAD")
+
+    def push_webhook(self, sha: str, delivery: str | None = None) -> httpx.Response:
+        payload = retarget(load_payload("push"))
+        payload.update(ref="refs/heads/main", after=sha, deleted=False)
+        return self.service.deliver("push", payload, self.repo["webhook_secret"], delivery=delivery)
+
+    def final_status(self, sha: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = [
+                s for s in self.service.github.state.statuses if s["sha"] == sha and s["state"] != "pending"
+            ]
+            if done:
+                return done[-1]
+            time.sleep(0.3)
+        raise AssertionError(f"no final status for {sha}: {self.service.github.state.statuses}")
+
+    def pipelines(self, sha: str) -> list[Any]:
+        project = self.client.projects.get(f"firecrest-ci/{self.repo['id']}/cpu")
+        return project.pipelines.list(sha=sha)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    tmp = tmp_path_factory.mktemp("loop")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    redis_url = service_url("TEST_REDIS_URL").rsplit("/", 1)[0] + "/4"
+    subprocess.run(["redis-cli", "-u", redis_url, "FLUSHDB"], check=True, capture_output=True)
+    with (
+        run_sandbox(SandboxConfig(root=tmp / "hpc", pending_seconds=0.1)) as firecrest,
+        run_gitlab(tmp / "gitlab") as gl,
+        run_github() as gh,
+        postgres_database() as database_url,
+    ):
+        gh.state.add_user("octo-bot", GH_TOKEN)
+        gh.state.add_repo("octo-org/hpc-code")
+        extra = {
+            "GITLAB_URL": gl.url,
+            "GITLAB_TOKEN": gl.token,
+            "GITLAB_GROUP": "firecrest-ci",
+            "GITLAB_WEBHOOK_TOKEN": HOOK_TOKEN,
+            "FIRECREST_URL": firecrest.url,
+            "FIRECREST_TOKEN_URL": firecrest.token_url,
+            "GITHUB_WRITE_INTERVAL": "0",
+            "INSECURE_SANDBOX": "1",
+            "BROKER_VISIBILITY_TIMEOUT": "6",
+            "MIRROR_LOCK_TIMEOUT": "8",
+        }
+        service_iter = start_service(tmp, database_url, {"REDIS_URL": redis_url}, gh, extra)
+        service = next(service_iter)
+        try:
+            yield Loop(service, gl, firecrest, tmp)
+        finally:
+            next(service_iter, None)
+
+
+def test_push_webhook_ends_with_a_success_status_linking_the_pipeline(loop):
+    sha = loop.commit('echo "tested on $SLURM_CLUSTER_NAME"')
+    answer = loop.push_webhook(sha)
+    assert answer.status_code == 202, answer.text
+    status = loop.final_status(sha)
+    assert (status["state"], status["context"]) == ("success", "firecrest-ci/cpu")
+    (pipeline,) = loop.pipelines(sha)
+    assert status["target_url"].endswith(f"/-/pipelines/{pipeline.id}")
+    runs = loop.service.runs(loop.repo["id"])
+    assert [(r["sha"], r["state"], r["gitlab_pipeline_id"]) for r in runs if r["sha"] == sha] == [
+        (sha, "success", pipeline.id)
+    ]
+
+
+def test_a_failing_commit_ends_with_failure_and_a_redelivery_adds_no_pipeline(loop):
+    sha = loop.commit("exit 3")
+    delivery = f"loop-{uuid.uuid4()}"
+    assert loop.push_webhook(sha, delivery).status_code == 202
+    assert loop.push_webhook(sha, delivery).status_code == 200  # redelivered: duplicate
+    assert loop.final_status(sha)["state"] == "failure"
+    assert len(loop.pipelines(sha)) == 1
+
+
+def test_a_worker_killed_mid_mirror_leaves_exactly_one_pipeline(loop):
+    loop.gl.state.push_delay = 4.0
+    try:
+        sha = loop.commit("echo after a crash")
+        assert loop.push_webhook(sha).status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            r["sha"] == sha and r["state"] in ("queued", "mirrored")
+            for r in loop.service.runs(loop.repo["id"])
+        ):
+            time.sleep(0.1)
+        time.sleep(1.5)  # the worker is now inside the delayed push
+        loop.service.worker.send_signal(signal.SIGKILL)
+        loop.service.worker.wait()
+        loop.gl.state.push_delay = 0.0
+        loop.service.start_worker()  # the unacknowledged task comes back after the visibility timeout
+        assert loop.final_status(sha, timeout=120)["state"] == "success"
+        assert len(loop.pipelines(sha)) == 1
+    finally:
+        loop.gl.state.push_delay = 0.0
+
+
+def test_no_token_or_secret_in_any_log(loop):
+    text = "".join(p.read_text() for p in loop.service.logs.iterdir())
+    for secret in (loop.gl.token, GH_TOKEN, loop.firecrest.client_secret, HOOK_TOKEN):
+        assert secret not in text
