@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml requirements/dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-## Run a sample job end to end on the local FirecREST sandbox, live log included.
+## Run a sample job end to end on the local FirecREST sandbox, live log included,
+## then the whole CI/CD Ext loop: webhook -> mirror -> GitLab pipeline -> FirecREST -> GitHub status.
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo
+	$(BIN)/python -m sandbox.demo_loop
 
 ## Lint, type-check and run the whole test suite (what CI runs).
 test: $(STAMP)
