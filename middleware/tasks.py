@@ -93,11 +93,17 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # Unacknowledged tasks come back after this; tasks never sleep longer (see issue 4).
-        celery.conf.broker_transport_options = {
+        options: dict[str, Any] = {
             "visibility_timeout": settings.broker_visibility_timeout,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
         }
+        if settings.broker_visibility_timeout < 600:
+            # A short visibility timeout only helps if abandoned messages are swept as often
+            # (kombu's default sweep period is about 100 s).
+            options["unacked_restore_interval"] = max(1, settings.broker_visibility_timeout // 3)
+            options["unacked_restore_throttle"] = 1
+        celery.conf.broker_transport_options = options
 
     class AppContextTask(Task):  # type: ignore[misc]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -66,7 +66,8 @@ class Loop:
                 "notification_token": GH_TOKEN,
                 "firecrest_client_id": firecrest.client_id,
                 "firecrest_client_secret": firecrest.client_secret,
-                "branches": ["main"],
+                "branches": ["main", "release/*"],
+                "trusted_users": ["octocat"],
             },
         )
         assert answer.status_code == 201, answer.text
@@ -78,15 +79,32 @@ class Loop:
         )
         assert made.status_code == 201, made.text
 
-    def commit(self, script: str) -> str:
+    def commit(self, script: str, ref: str = "main") -> str:
         (self.work / "ci").mkdir(exist_ok=True)
         (self.work / "ci" / "cpu.yml").write_text(ENTRYPOINT)
         (self.work / "ci" / "hpc-job.sh").write_text(f"#!/bin/bash\n{script}\n")
         git(self.work, "add", ".")
         git(self.work, "commit", "-q", "--allow-empty", "-m", script[:40])
         url = self.source.http_url_to_repo.replace("http://", f"http://oauth2:{self.gl.token}@")
-        git(self.work, "push", "-q", "--force", url, "HEAD:main")
+        git(self.work, "push", "-q", "--force", url, f"HEAD:{ref}")
         return git(self.work, "rev-parse", "HEAD")
+
+    def pull_request(
+        self, number: int, sha: str, author: str, head_repo: str, action: str = "opened"
+    ) -> httpx.Response:
+        payload = retarget(load_payload("pull_request", "opened.payload.json"))
+        payload["action"] = action
+        pr = payload["pull_request"]
+        pr.update(number=number)
+        pr["user"]["login"] = author
+        pr["head"].update(sha=sha, ref="feature")
+        pr["head"]["repo"]["full_name"] = head_repo
+        pr["base"]["ref"] = "main"
+        return self.service.deliver("pull_request", payload, self.repo["webhook_secret"])
+
+    def branches(self) -> list[str]:
+        project = self.client.projects.get(f"firecrest-ci/{self.repo['id']}/cpu")
+        return [b.name for b in project.branches.list()]
 
     def push_webhook(self, sha: str, delivery: str | None = None) -> httpx.Response:
         payload = retarget(load_payload("push"))
@@ -186,6 +204,58 @@ def test_a_worker_killed_mid_mirror_leaves_exactly_one_pipeline(loop):
         assert len(loop.pipelines(sha)) == 1
     finally:
         loop.gl.state.push_delay = 0.0
+
+
+def test_same_repository_pull_request_runs_on_a_pr_branch(loop):
+    sha = loop.commit("echo from a pr", ref="refs/pull/11/head")
+    assert loop.pull_request(11, sha, "someone", "octo-org/hpc-code").status_code == 202
+    assert loop.final_status(sha)["state"] == "success"
+    assert "pr-11" in loop.branches()
+
+
+def test_fork_pull_requests_run_only_for_trusted_authors(loop):
+    untrusted = loop.commit("echo untrusted", ref="refs/pull/12/head")
+    answer = loop.pull_request(12, untrusted, "mallory", "mallory/hpc-code")
+    assert answer.status_code == 202
+    assert "not trusted" in answer.text
+    trusted = loop.commit("echo trusted", ref="refs/pull/13/head")
+    assert loop.pull_request(13, trusted, "OctoCat", "octocat/hpc-code").status_code == 202
+    assert loop.final_status(trusted)["state"] == "success"
+    assert loop.pipelines(untrusted) == []
+
+
+def test_trusted_comment_runs_the_pinned_head_with_variables(loop):
+    head = loop.commit("echo approved", ref="refs/pull/14/head")
+    loop.service.github.state.add_pull(
+        "octo-org/hpc-code", 14, head_sha=head, base_ref="main", author="mallory"
+    )
+    payload = retarget(load_payload("issue_comment", "created.payload.json"))
+    payload["issue"]["number"] = 14
+    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/octo-org/hpc-code/pulls/14"}
+    payload["comment"]["user"]["login"] = "octocat"
+    payload["comment"]["body"] = "firecrest-ci run cpu;LEVEL=3"
+    answer = loop.service.deliver("issue_comment", payload, loop.repo["webhook_secret"])
+    assert answer.status_code == 202, answer.text
+    assert loop.final_status(head)["state"] == "success"
+    (pipeline,) = loop.pipelines(head)
+    assert {v.key: v.value for v in pipeline.variables.list()}["LEVEL"] == "3"
+
+
+def test_deleting_a_source_branch_deletes_its_mirror_branch(loop):
+    sha = loop.commit("echo release", ref="release/1")
+    payload = retarget(load_payload("push"))
+    payload.update(ref="refs/heads/release/1", after=sha, deleted=False)
+    assert loop.service.deliver("push", payload, loop.repo["webhook_secret"]).status_code == 202
+    assert loop.final_status(sha)["state"] == "success"
+    assert "release/1" in loop.branches()
+    payload.update(after="0" * 40, before=sha, deleted=True)
+    answer = loop.service.deliver("push", payload, loop.repo["webhook_secret"])
+    assert answer.status_code == 202
+    assert "cleanup release/1" in answer.text
+    deadline = time.monotonic() + 30
+    while "release/1" in loop.branches() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "release/1" not in loop.branches()
 
 
 def test_no_token_or_secret_in_any_log(loop):
