@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-webhooks lock clean
+.PHONY: demo test lint bench bench-webhooks bench-loop lock clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 bench-webhooks: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m benchmarks.webhook_ack $(BENCH_ARGS)
+
+## The middleware loop: incremental mirror against a fresh one, and webhook -> pipeline latency.
+bench-loop: $(STAMP)
+	$(BIN)/python -m benchmarks.mirror_incremental
+	$(BIN)/python -m benchmarks.webhook_to_pipeline
 
 ## Regenerate the pinned requirements from pyproject.toml.
 lock: $(STAMP)
