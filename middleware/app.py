@@ -28,7 +28,7 @@ from middleware.tasks import make_celery, register_tasks
 def create_app(
     settings: Settings | None = None,
     *,
-    check_github_token: Callable[[str, str], None] | None = None,
+    check_github_token: Callable[[str, str], bool] | None = None,
     migrate: bool = True,
 ) -> Flask:
     settings = (settings or Settings()).resolved()

@@ -54,6 +54,8 @@ class Repository(Base):
     default_account: Mapped[str | None] = mapped_column(String(100), nullable=True)
     trusted_users: Mapped[list[str]] = mapped_column(JSON, default=list)
     branches: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The source's visibility on GitHub, read when the token is checked; mirrors follow it.
+    source_private: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -47,6 +47,7 @@ _REPOSITORY = {
         "default_account": {"type": ["string", "null"]},
         "trusted_users": {"type": "array", "items": {"type": "string"}},
         "branches": {"type": "array", "items": {"type": "string"}},
+        "private": {"type": "boolean", "description": "the source's visibility, read from GitHub"},
         "webhook_url": {"type": "string"},
         "webhook_secret": {"type": "string", "description": "only when generated: create, rotate"},
         "created_at": {"type": "string"},

@@ -99,6 +99,7 @@ class RunView:
     notification_token: str
     gitlab_pipeline_id: int | None
     state: str
+    private: bool = False
 
 
 def load(bench: Workbench, run_id: int) -> RunView | None:
@@ -137,6 +138,7 @@ def load(bench: Workbench, run_id: int) -> RunView | None:
             notification_token=bench.box.open(repo.notification_token_enc),
             gitlab_pipeline_id=run.gitlab_pipeline_id,
             state=run.state,
+            private=repo.source_private,
         )
 
 
@@ -197,7 +199,7 @@ def start(bench: Workbench, run_id: int) -> str:
         repository_id=view.repository_id,
         pipeline=view.pipeline,
         entrypoint=view.entrypoint,
-        visibility="public",
+        visibility="private" if view.private else "public",  # the mirror follows the source
         variables=project_variables(bench, view),
     )
     ref = gitlab_ref(view.ref)

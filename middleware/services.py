@@ -23,8 +23,8 @@ class Services:
     box: SecretBox
     #: Publishes pending outbox rows to the queue now; returns how many went out.
     publish: Callable[[], int]
-    #: Checks a GitHub token live (PyGithub); raises TokenRejected.
-    check_github_token: Callable[[str, str], None]
+    #: Checks a GitHub token live (PyGithub); raises TokenRejected; returns the repo's privacy.
+    check_github_token: Callable[[str, str], bool]
     celery: Any = None
     registrations: RegistrationCache = field(default_factory=RegistrationCache)
 

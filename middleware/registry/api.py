@@ -93,11 +93,12 @@ def _checked_url(svc: Services, url: str) -> str:
         raise ApiProblem(422, str(error), [{"field": "clone_url", "message": str(error)}]) from None
 
 
-def _check_token(svc: Services, token: str, full_name: str) -> None:
+def _check_token(svc: Services, token: str, full_name: str) -> bool:
+    """Live token check; returns whether GitHub says the repository is private."""
     if not svc.settings.verify_github_tokens:
-        return
+        return False
     try:
-        svc.check_github_token(token, full_name)
+        return svc.check_github_token(token, full_name)
     except TokenRejected as error:
         raise ApiProblem(422, str(error), [{"field": "notification_token", "message": str(error)}]) from None
 
@@ -127,6 +128,7 @@ def repository_json(repo: Repository, svc: Services) -> dict[str, Any]:
         "default_account": repo.default_account,
         "trusted_users": repo.trusted_users,
         "branches": repo.branches,
+        "private": repo.source_private,
         "webhook_url": f"{svc.settings.public_url.rstrip('/')}/webhooks/github",
         "created_at": repo.created_at.isoformat(),
         "updated_at": repo.updated_at.isoformat(),
@@ -173,7 +175,7 @@ def create_repository() -> tuple[Response, int]:
     svc = services()
     body = parse(RepositoryCreate)
     clone_url = _checked_url(svc, body.clone_url)
-    _check_token(svc, body.notification_token, body.full_name)
+    private = _check_token(svc, body.notification_token, body.full_name)
     webhook_secret = secrets.token_urlsafe(32)
     repo = Repository(
         provider=body.provider,
@@ -186,6 +188,7 @@ def create_repository() -> tuple[Response, int]:
         default_account=body.default_account,
         trusted_users=body.trusted_users,
         branches=body.branches,
+        source_private=private,
     )
     try:
         with svc.db.session() as session:
@@ -226,7 +229,7 @@ def update_repository(repo_id: int) -> Response:
         if body.clone_url is not None:
             repo.clone_url = _checked_url(svc, body.clone_url)
         if body.notification_token is not None:
-            _check_token(svc, body.notification_token, repo.full_name)
+            repo.source_private = _check_token(svc, body.notification_token, repo.full_name)
             repo.notification_token_enc = svc.box.seal(body.notification_token)
         if body.firecrest_client_id is not None:
             repo.firecrest_client_id = body.firecrest_client_id

@@ -29,11 +29,13 @@ class TokenChecker:
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
 
-    def __call__(self, token: str, full_name: str) -> None:
+    def __call__(self, token: str, full_name: str) -> bool:
+        """Check the token can see the repository; returns whether the repository is private."""
         client = github_client(self.api_url, token)
+        login = "the token's user"
         try:
             login = client.get_user().login
-            client.get_repo(full_name).full_name  # noqa: B018 - forces the request
+            return bool(client.get_repo(full_name).private)
         except BadCredentialsException:
             raise TokenRejected("GitHub refused the notification token (bad credentials)") from None
         except UnknownObjectException:

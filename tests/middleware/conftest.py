@@ -26,9 +26,10 @@ GOOD_TOKEN = "ghp_goodtokenfortests0123456789"
 WEBHOOKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "github-webhooks"
 
 
-def fake_token_check(token: str, full_name: str) -> None:
+def fake_token_check(token: str, full_name: str) -> bool:
     if token != GOOD_TOKEN:
         raise TokenRejected("GitHub refused the notification token (bad credentials)")
+    return full_name.endswith("-private")
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

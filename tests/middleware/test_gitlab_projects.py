@@ -63,6 +63,12 @@ def test_ensuring_twice_is_idempotent_and_follows_registration_changes(gl):
     assert len(fresh.protectedbranches.list()) == 1
 
 
+def test_private_sources_get_private_mirrors(gl):
+    _, gitlab_client = gl
+    project = GitLabProjects(gitlab_client, "g").ensure_project(spec(visibility="private"))
+    assert gitlab_client.projects.get(project.id).visibility == "private"
+
+
 def test_short_values_are_stored_unmasked_rather_than_refused(gl):
     _, gitlab_client = gl
     project = GitLabProjects(gitlab_client, "g").ensure_project(spec(variables={"FIRECREST_ACCOUNT": "p1"}))

@@ -148,3 +148,15 @@ def test_admin_token_is_never_logged(client, registered, capfd):
     client.get("/api/repositories", headers={"Authorization": f"Bearer {ADMIN}"})
     out, err = capfd.readouterr()
     assert ADMIN not in out + err
+
+
+def test_the_sources_visibility_is_read_from_github(client):
+    answer = client.post(
+        "/api/repositories",
+        json=repository_body(
+            full_name="octo-org/hpc-private", clone_url="https://github.com/octo-org/hpc-private.git"
+        ),
+        headers=admin(),
+    )
+    assert answer.status_code == 201
+    assert answer.get_json()["private"] is True
