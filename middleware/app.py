@@ -57,7 +57,7 @@ def create_app(
     workbench = None
     if settings.gitlab_url:
         workbench = partial(Workbench.build, settings, db, box)
-    register_tasks(celery, db, workbench)
+    register_tasks(celery, db, workbench, settings.broker_visibility_timeout)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         db=db,

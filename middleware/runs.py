@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gitlab
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from middleware.crypto import SecretBox
 from middleware.db import Database
@@ -183,6 +183,41 @@ def gitlab_ref(ref: str) -> str:
     return target.removeprefix("refs/heads/").removeprefix("refs/tags/")
 
 
+def project_spec(bench: Workbench, view: RunView) -> MirrorProjectSpec:
+    return MirrorProjectSpec(
+        repository_id=view.repository_id,
+        pipeline=view.pipeline,
+        entrypoint=view.entrypoint,
+        visibility="private" if view.private else "public",  # the mirror follows the source
+        variables=project_variables(bench, view),
+    )
+
+
+def sync_projects(bench: Workbench, repository_id: int) -> int:
+    """Update the mirror projects that exist for a repository after its registration changed."""
+    with bench.db.session() as session:
+        run_ids = {
+            name: run_id
+            for name, run_id in session.execute(
+                select(Run.pipeline_name, func.max(Run.id))
+                .where(Run.repository_id == repository_id)
+                .group_by(Run.pipeline_name)
+            )
+        }
+    updated = 0
+    for run_id in run_ids.values():
+        view = load(bench, run_id)
+        if view is None:
+            continue
+        try:
+            bench.gitlab.projects.get(project_path(bench.settings.gitlab_group, repository_id, view.pipeline))
+        except gitlab.exceptions.GitlabGetError:
+            continue  # never mirrored: it is created with the current values on its first run
+        bench.projects.ensure_project(project_spec(bench, view))
+        updated += 1
+    return updated
+
+
 def start(bench: Workbench, run_id: int) -> str:
     """Mirror the commit, create the pipeline, post `pending`. Returns the run's state."""
     view = load(bench, run_id)
@@ -195,13 +230,7 @@ def start(bench: Workbench, run_id: int) -> str:
         _update(bench, run_id, state="canceled", error="superseded by a newer commit")
         report(bench, run_id, "error", "superseded by a newer commit", None)
         return "canceled"
-    spec = MirrorProjectSpec(
-        repository_id=view.repository_id,
-        pipeline=view.pipeline,
-        entrypoint=view.entrypoint,
-        visibility="private" if view.private else "public",  # the mirror follows the source
-        variables=project_variables(bench, view),
-    )
+    spec = project_spec(bench, view)
     ref = gitlab_ref(view.ref)
     # Mirror and create under one lock: the mirror branch must still point at this commit
     # when GitLab resolves the pipeline's ref.

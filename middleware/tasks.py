@@ -32,6 +32,7 @@ PUBLISH_OUTBOX = "firecrest_ci.publish_outbox"
 FOLLOW_RUN = "firecrest_ci.follow_run"
 REPORT_STATUS = "firecrest_ci.report_status"
 RECONCILE = "firecrest_ci.reconcile"
+SYNC_PROJECTS = "firecrest_ci.sync_projects"
 
 
 def record_run(db: Database, trigger: dict[str, Any]) -> int:
@@ -125,18 +126,30 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     StatusNotPosted,
     OSError,
 )
-RETRY = {
+MAX_RETRIES = 12
+RETRY_BACKOFF_MAX = 60
+RETRY: dict[str, Any] = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
-    "retry_backoff_max": 60,
+    "retry_backoff_max": RETRY_BACKOFF_MAX,
     "retry_jitter": True,
-    "max_retries": 12,
+    "max_retries": MAX_RETRIES,
 }
 
 
-def register_tasks(celery: Celery, db: Database, bench: Callable[[], runs.Workbench] | None = None) -> None:
-    """Thin tasks over plain functions; `bench` builds the configured clients on first use."""
+def register_tasks(
+    celery: Celery,
+    db: Database,
+    bench: Callable[[], runs.Workbench] | None = None,
+    visibility_timeout: int = 3600,
+) -> None:
+    """Thin tasks over plain functions; `bench` builds the configured clients on first use.
+
+    Retry countdowns stay below the broker's visibility timeout, or a waiting retry would be
+    redelivered to a second worker.
+    """
     cached: list[runs.Workbench] = []
+    retry = {**RETRY, "retry_backoff_max": max(1, min(RETRY_BACKOFF_MAX, visibility_timeout // 2))}
 
     def workbench() -> runs.Workbench:
         if not cached:
@@ -148,29 +161,29 @@ def register_tasks(celery: Celery, db: Database, bench: Callable[[], runs.Workbe
             cached.append(made)
         return cached[0]
 
-    @celery.task(name=RECORD_RUN, acks_late=True, bind=True, **RETRY)  # type: ignore[untyped-decorator]
+    @celery.task(name=RECORD_RUN, acks_late=True, bind=True, **retry)  # type: ignore[untyped-decorator]
     def record_run_task(self: Task, trigger: dict[str, Any]) -> int:
         run_id = record_run(db, trigger)
         if bench is not None:
             try:
                 runs.start(workbench(), run_id)
             except TRANSIENT as error:
-                if self.request.retries >= RETRY["max_retries"]:
+                if self.request.retries >= MAX_RETRIES:
                     give_up(run_id, error)
                     return run_id
                 raise
         return run_id
 
     def give_up(run_id: int, error: BaseException) -> None:
-        message = f"gave up after {RETRY['max_retries']} attempts: {error}"[:500]
+        message = f"gave up after {MAX_RETRIES} attempts: {error}"[:500]
         runs._update(workbench(), run_id, state="error", error=message)
         runs.report(workbench(), run_id, "error", "could not start the pipeline; see the run record", None)
 
-    @celery.task(name=FOLLOW_RUN, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    @celery.task(name=FOLLOW_RUN, acks_late=True, **retry)  # type: ignore[untyped-decorator]
     def follow_run_task(run_id: int, status: str | None = None) -> str:
         return runs.follow(workbench(), run_id, status)
 
-    @celery.task(name=REPORT_STATUS, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    @celery.task(name=REPORT_STATUS, acks_late=True, **retry)  # type: ignore[untyped-decorator]
     def report_status_task(run_id: int, state: str, description: str, url: str | None) -> None:
         runs.post_status(workbench(), run_id, state, description, url)
 
@@ -182,7 +195,7 @@ def register_tasks(celery: Celery, db: Database, bench: Callable[[], runs.Workbe
             follow_run_task.delay(run_id)
         return len(pending)
 
-    @celery.task(name=RECORD_CLEANUP, acks_late=True, **RETRY)  # type: ignore[untyped-decorator]
+    @celery.task(name=RECORD_CLEANUP, acks_late=True, **retry)  # type: ignore[untyped-decorator]
     def record_cleanup_task(cleanup: dict[str, Any]) -> int:
         logger().info(
             "mirror cleanup", extra={"repository_id": cleanup["repository_id"], "ref": cleanup["ref"]}
@@ -190,6 +203,11 @@ def register_tasks(celery: Celery, db: Database, bench: Callable[[], runs.Workbe
         if bench is None:
             return 0
         return runs.cleanup(workbench(), int(cleanup["repository_id"]), str(cleanup["ref"]))
+
+    @celery.task(name=SYNC_PROJECTS, acks_late=True, **retry)  # type: ignore[untyped-decorator]
+    def sync_projects_task(repository_id: int) -> int:
+        """A registration changed: bring its mirror projects' settings and variables up to date."""
+        return runs.sync_projects(workbench(), repository_id) if bench is not None else 0
 
     @celery.task(name=PUBLISH_OUTBOX)  # type: ignore[untyped-decorator]
     def publish_outbox_task() -> int:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from middleware.logs import logger
 from middleware.models import Pipeline, Repository, Run
 from middleware.registry.github_token import TokenRejected
 from middleware.registry.schemas import (
@@ -30,6 +31,7 @@ from middleware.registry.schemas import (
 )
 from middleware.registry.urls import UnsafeURL, check_clone_url
 from middleware.services import Services, services
+from middleware.tasks import SYNC_PROJECTS
 
 bp = Blueprint("registry", __name__, url_prefix="/api")
 M = TypeVar("M", bound=BaseModel)
@@ -63,12 +65,26 @@ def admin_only(view: F) -> F:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
             raise ApiProblem(401, "admin bearer token required")
         try:
-            return view(*args, **kwargs)
+            answer = view(*args, **kwargs)
         finally:
             if request.method != "GET":
                 services().registrations.clear()  # the intake must see changes at once here
+        if request.method == "PATCH":
+            _sync_mirrors(int(kwargs["repo_id"]))
+        return answer
 
     return wrapper  # type: ignore[return-value]
+
+
+def _sync_mirrors(repo_id: int) -> None:
+    """Let the workers update the mirror projects' settings and CI variables now."""
+    svc = services()
+    if not svc.settings.gitlab_url:
+        return
+    try:
+        svc.celery.send_task(SYNC_PROJECTS, args=[repo_id])
+    except Exception:  # noqa: BLE001 - the next run of each pipeline syncs its project anyway
+        logger().warning("could not queue the mirror project sync", extra={"repository_id": repo_id})
 
 
 def parse(model: type[M]) -> M:

@@ -296,3 +296,19 @@ def test_github_down_for_ten_seconds_still_gets_the_final_status(world):
     assert world.wait_finished(run_id, timeout=90) == "success"
     assert time.monotonic() - started >= 5  # it really had to wait for GitHub
     assert world.statuses(sha)[-1]["state"] == "success"
+
+
+def test_registration_changes_reach_the_mirror_projects_variables(world):
+    sha = world.commit("true")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)
+    answer = world.app.test_client().patch(
+        f"/api/repositories/{world.repo_id}",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        json={"firecrest_client_secret": "rotated-firecrest-secret-42", "default_account": "proj99"},
+    )
+    assert answer.status_code == 200
+    assert runs.sync_projects(world.bench, world.repo_id) == 1
+    variables = {v.key: v.value for v in world.mirror_project().variables.list()}
+    assert variables["FIRECREST_CLIENT_SECRET"] == "rotated-firecrest-secret-42"
+    assert variables["FIRECREST_ACCOUNT"] == "proj99"
