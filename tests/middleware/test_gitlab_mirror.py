@@ -3,7 +3,6 @@ GitLab stand-in (driven by python-gitlab), pushes with `-o ci.skip`, no token an
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,16 +11,7 @@ import pytest
 
 from middleware.gitlab_mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from sandbox.gitlab.server import GitLabHandle, run_gitlab
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+from tests.gitops import git
 
 
 @pytest.fixture

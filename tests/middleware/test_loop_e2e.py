@@ -23,27 +23,11 @@ from sandbox.firecrest.server import run_sandbox
 from sandbox.github.server import run_github
 from sandbox.gitlab.server import run_gitlab
 from tests.conftest import service_url
+from tests.gitops import ENTRYPOINT, git
 from tests.middleware.conftest import load_payload, postgres_database, retarget
 from tests.middleware.test_service_e2e import GH_TOKEN, Service, start_service
 
 HOOK_TOKEN = "gitlab-hook-token-0123456789"
-ENTRYPOINT = """stages: [test]
-include:
-  - component: $CI_SERVER_FQDN/firecrest-ci/templates/firecrest-job@main
-    inputs:
-      script: ci/hpc-job.sh
-      time: 2m
-"""
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 class Loop:

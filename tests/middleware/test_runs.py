@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,26 +25,10 @@ from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
 from sandbox.github.server import run_github
 from sandbox.gitlab.server import run_gitlab
+from tests.gitops import ENTRYPOINT, git
 from tests.middleware.conftest import ADMIN, make_settings
 
 GH_TOKEN = "ghp_runs_notification_token_01"
-ENTRYPOINT = """stages: [test]
-include:
-  - component: $CI_SERVER_FQDN/firecrest-ci/templates/firecrest-job@main
-    inputs:
-      script: ci/hpc-job.sh
-      time: 2m
-"""
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 class World:

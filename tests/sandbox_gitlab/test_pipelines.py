@@ -4,7 +4,6 @@ templates project, runs `ci-runner` against the FirecREST sandbox for real."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,25 +14,9 @@ import pytest
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
 from sandbox.gitlab.server import run_gitlab
+from tests.gitops import ENTRYPOINT, git
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = """stages: [test]
-include:
-  - component: $CI_SERVER_FQDN/firecrest-ci/templates/firecrest-job@main
-    inputs:
-      script: ci/hpc-job.sh
-      time: 2m
-"""
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def push_files(path: Path, url: str, token: str, files: dict[str, str], branch: str = "main") -> str:
