@@ -16,13 +16,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from middleware.domain import CommentEvent, Decision, PingEvent
 from middleware.logs import logger
-from middleware.models import Delivery, OutboxItem, Repository
+from middleware.models import Delivery, OutboxItem, Repository, utcnow
 from middleware.ops import metrics
 from middleware.policy import decide
 from middleware.registry.cache import Registration
@@ -139,28 +139,34 @@ def _handle() -> tuple[str, str, int, str]:
             status, text = 202, "queued: " + "; ".join(queued + cleaned)
     outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
     try:
-        with svc.db.session() as session:
-            session.add(
-                Delivery(
+        rows = [
+            {"delivery_id": delivery_id, "task": RECORD_RUN, "payload": trigger_payload(delivery_id, t)}
+            for t in decision.triggers
+        ] + [
+            {
+                "delivery_id": delivery_id,
+                "task": RECORD_CLEANUP,
+                "payload": {**asdict(c), "delivery_id": delivery_id},
+            }
+            for c in decision.cleanups
+        ]
+        # Core inserts in one transaction: the delivery and its outbox rows commit together.
+        with svc.db.engine.begin() as connection:
+            connection.execute(
+                insert(Delivery).values(
                     id=delivery_id,
                     event=event_name,
                     repository_id=config.id,
                     outcome=outcome,
                     detail=text[:2000],
+                    received_at=utcnow(),
                 )
             )
-            items = [
-                OutboxItem(delivery_id=delivery_id, task=RECORD_RUN, payload=trigger_payload(delivery_id, t))
-                for t in decision.triggers
-            ] + [
-                OutboxItem(
-                    delivery_id=delivery_id,
-                    task=RECORD_CLEANUP,
-                    payload={**asdict(c), "delivery_id": delivery_id},
+            if rows:
+                now = utcnow()
+                connection.execute(
+                    insert(OutboxItem), [{**row, "created_at": now, "attempts": 0} for row in rows]
                 )
-                for c in decision.cleanups
-            ]
-            session.add_all(items)
         for trigger in decision.triggers:
             metrics().triggers.labels(trigger.kind.value).inc()
     except IntegrityError:

@@ -156,19 +156,14 @@ def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc
 def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, svc, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    original = svc.db.session
-    calls = {"n": 0}
+    def failing_begin():
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    def failing_session():
-        calls["n"] += 1
-        if calls["n"] >= 2:  # the lookup works, the write fails
-            raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return original()
-
-    monkeypatch.setattr(svc.db, "session", failing_session)
+    monkeypatch.setattr(svc.db.engine, "begin", failing_begin)
     answer = deliver(client, "push", push_payload(), registered["webhook_secret"], delivery="lost-1")
-    monkeypatch.setattr(svc.db, "session", original)
+    monkeypatch.undo()
     assert answer.status_code == 503
+    assert "redeliver" in answer.get_data(as_text=True)
     retry = deliver(client, "push", push_payload(), registered["webhook_secret"], delivery="lost-1")
     assert retry.status_code == 202
 
