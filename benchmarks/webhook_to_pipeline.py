@@ -20,11 +20,19 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import psycopg
 
 from benchmarks.webhook_ack import services
-from sandbox.demo_loop import ADMIN, GH_TOKEN, Source, deliver, free_port, start_middleware
+from sandbox.demo_loop import (
+    GH_TOKEN,
+    Source,
+    deliver,
+    free_port,
+    middleware_env,
+    register,
+    start_middleware,
+    wait_healthy,
+)
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
 from sandbox.github.server import run_github
@@ -57,53 +65,12 @@ def main() -> int:
             source = Source(tmp)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            env = {
-                **os.environ,
-                "DATABASE_URL": urls["TEST_POSTGRES_URL"].rsplit("/", 1)[0] + f"/{db_name}",
-                "REDIS_URL": redis_url,
-                "DATA_DIR": str(tmp / "middleware"),
-                "ADMIN_TOKEN": ADMIN,
-                "MIDDLEWARE_SECRET_KEY": "bench-middleware-secret-key-0123456789",
-                "PUBLIC_URL": url,
-                "BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": "2",
-                "GITHUB_API_URL": gh.url,
-                "GITHUB_WRITE_INTERVAL": "0",
-                "GITLAB_URL": gl.url,
-                "GITLAB_TOKEN": gl.token,
-                "GITLAB_WEBHOOK_TOKEN": "bench-hook-token",
-                "FIRECREST_URL": firecrest.url,
-                "FIRECREST_TOKEN_URL": firecrest.token_url,
-                "INSECURE_SANDBOX": "1",
-            }
+            database = urls["TEST_POSTGRES_URL"].rsplit("/", 1)[0] + f"/{db_name}"
+            env = middleware_env(tmp, port, firecrest, gl, gh, DATABASE_URL=database, REDIS_URL=redis_url)
             processes = start_middleware(tmp, env)
             try:
-                for _ in range(150):
-                    try:
-                        if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
-                headers = {"Authorization": f"Bearer {ADMIN}"}
-                repo = httpx.post(
-                    f"{url}/api/repositories",
-                    headers=headers,
-                    json={
-                        "full_name": "demo-org/hpc-code",
-                        "clone_url": source.url,
-                        "notification_token": GH_TOKEN,
-                        "firecrest_client_id": firecrest.client_id,
-                        "firecrest_client_secret": firecrest.client_secret,
-                        "branches": ["main"],
-                    },
-                    timeout=30,
-                ).json()
-                httpx.post(
-                    f"{url}/api/repositories/{repo['id']}/pipelines",
-                    headers=headers,
-                    json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
-                    timeout=30,
-                ).raise_for_status()
+                wait_healthy(url, tmp / "middleware.log")
+                repo = register(url, source.url, firecrest)
                 created: dict[str, float] = {}
                 app_pipelines = gl_pipelines(gl)  # the stand-in's own table: no polling through its API
                 for number in range(args.pushes):

@@ -110,6 +110,66 @@ def start_middleware(tmp: Path, env: dict[str, str]) -> list[subprocess.Popen[by
     return [web, worker]
 
 
+def middleware_env(tmp: Path, port: int, firecrest: Any, gl: Any, gh: Any, **extra: str) -> dict[str, str]:
+    """The middleware's settings for the stand-ins (embedded default unless `extra` says otherwise)."""
+    url = f"http://127.0.0.1:{port}"
+    return {
+        **os.environ,
+        "DATA_DIR": str(tmp / "middleware"),
+        "ADMIN_TOKEN": ADMIN,
+        "MIDDLEWARE_SECRET_KEY": "demo-middleware-secret-key-0123456789",
+        "PUBLIC_URL": url,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "GITHUB_API_URL": gh.url,
+        "GITHUB_WRITE_INTERVAL": "0",
+        "GITLAB_URL": gl.url,
+        "GITLAB_TOKEN": gl.token,
+        "GITLAB_GROUP": "firecrest-ci",
+        "GITLAB_WEBHOOK_TOKEN": "demo-gitlab-hook-token",
+        "FIRECREST_URL": firecrest.url,
+        "FIRECREST_TOKEN_URL": firecrest.token_url,
+        "INSECURE_SANDBOX": "1",
+        **extra,
+    }
+
+
+def wait_healthy(url: str, log: Path) -> None:
+    for _ in range(150):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    print(log.read_text()[-3000:])
+    raise SystemExit("the middleware did not start")
+
+
+def register(url: str, clone_url: str, firecrest: Any) -> dict[str, Any]:
+    """Register demo-org/hpc-code with one pipeline `cpu` on system `cluster`."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    repo: dict[str, Any] = httpx.post(
+        f"{url}/api/repositories",
+        headers=admin,
+        json={
+            "full_name": "demo-org/hpc-code",
+            "clone_url": clone_url,
+            "notification_token": GH_TOKEN,
+            "firecrest_client_id": firecrest.client_id,
+            "firecrest_client_secret": firecrest.client_secret,
+            "branches": ["main"],
+        },
+        timeout=30,
+    ).json()
+    httpx.post(
+        f"{url}/api/repositories/{repo['id']}/pipelines",
+        headers=admin,
+        json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
+        timeout=30,
+    ).raise_for_status()
+    return repo
+
+
 def wait_status(github: Any, sha: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     shown: set[int] = set()
@@ -170,57 +230,12 @@ def main() -> int:
             source = Source(tmp)
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            env = {
-                **os.environ,
-                "DATA_DIR": str(tmp / "middleware"),
-                "ADMIN_TOKEN": ADMIN,
-                "MIDDLEWARE_SECRET_KEY": "demo-middleware-secret-key-0123456789",
-                "PUBLIC_URL": url,
-                "BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": "2",
-                "GITHUB_API_URL": gh.url,
-                "GITHUB_WRITE_INTERVAL": "0",
-                "GITLAB_URL": gl.url,
-                "GITLAB_TOKEN": gl.token,
-                "GITLAB_GROUP": "firecrest-ci",
-                "GITLAB_WEBHOOK_TOKEN": "demo-gitlab-hook-token",
-                "FIRECREST_URL": firecrest.url,
-                "FIRECREST_TOKEN_URL": firecrest.token_url,
-                "INSECURE_SANDBOX": "1",
-                "LOG_JSON": "1",
-            }
+            env = middleware_env(tmp, port, firecrest, gl, gh, LOG_JSON="1")
             processes = start_middleware(tmp, env)
             try:
-                for _ in range(150):
-                    try:
-                        if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
-                else:
-                    print((tmp / "middleware.log").read_text()[-3000:])
-                    raise SystemExit("the middleware did not start")
+                wait_healthy(url, tmp / "middleware.log")
                 say(f"middleware up at {url} (gunicorn + Celery worker, SQLite, no Redis)")
-                admin = {"Authorization": f"Bearer {ADMIN}"}
-                repo = httpx.post(
-                    f"{url}/api/repositories",
-                    headers=admin,
-                    json={
-                        "full_name": "demo-org/hpc-code",
-                        "clone_url": source.url,
-                        "notification_token": GH_TOKEN,
-                        "firecrest_client_id": firecrest.client_id,
-                        "firecrest_client_secret": firecrest.client_secret,
-                        "branches": ["main"],
-                    },
-                    timeout=30,
-                ).json()
-                httpx.post(
-                    f"{url}/api/repositories/{repo['id']}/pipelines",
-                    headers=admin,
-                    json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
-                    timeout=30,
-                ).raise_for_status()
+                repo = register(url, source.url, firecrest)
                 say(f"registered demo-org/hpc-code (source {source.url}); webhook {repo['webhook_url']}")
                 client = gitlab.Gitlab(gl.url, private_token=gl.token)
                 results = []

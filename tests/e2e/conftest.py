@@ -127,6 +127,13 @@ def run_cli(sandbox: Sandbox, *args: str, cwd: Path, timeout: float = 120, **ext
     )
 
 
+def run_command(sandbox: Sandbox, command: str, *flags: str, cwd: Path, **extra: str):
+    """`ci-runner run --system cluster --staging none --command COMMAND [flags]`, to the end."""
+    return run_cli(
+        sandbox, "--system", "cluster", "--staging", "none", "--command", command, *flags, cwd=cwd, **extra
+    )
+
+
 def start_cli(sandbox: Sandbox, command: str, cwd: Path, **extra: str) -> subprocess.Popen[str]:
     """`ci-runner run` on a shell command, in the background (for signal tests)."""
     return subprocess.Popen(

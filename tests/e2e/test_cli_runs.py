@@ -8,17 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import SECRET, run_cli, running_jobs, start_cli
+from tests.e2e.conftest import SECRET, run_cli, run_command, running_jobs, start_cli
 
 
 def test_a_passing_job_streams_its_log_and_exits_zero(sandbox, workspace):
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "echo hello from $SLURM_JOB_NAME; echo to-stderr >&2; echo FOO=$FOO",
         "--env",
         "FOO=bar",
@@ -34,7 +29,7 @@ def test_a_passing_job_streams_its_log_and_exits_zero(sandbox, workspace):
 
 
 def test_exit_3_fails_with_exit_code_1_and_names_the_code(sandbox, workspace):
-    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "exit 3", cwd=workspace)
+    done = run_command(sandbox, "exit 3", cwd=workspace)
     assert done.returncode == 1
     assert "FAILED with exit code 3" in done.stderr
 
@@ -69,7 +64,7 @@ def test_sbatch_output_is_honoured_and_streamed(sandbox, workspace):
 
 def test_unhealthy_system_is_named_and_nothing_is_submitted(sandbox, workspace):
     sandbox.configure(unhealthy={"cluster": {"scheduler": "slurmctld is down"}})
-    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace)
+    done = run_command(sandbox, "true", cwd=workspace)
     assert done.returncode == 3
     assert "system cluster is not available: scheduler is unhealthy" in done.stderr
     assert "slurmctld is down" in done.stderr
@@ -128,13 +123,8 @@ def test_sigterm_cancels_too(sandbox, workspace):
 
 
 def test_runner_timeout_cancels_the_job(sandbox, workspace):
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "echo begun; sleep 60",
         "--timeout",
         "2s",
@@ -147,13 +137,8 @@ def test_runner_timeout_cancels_the_job(sandbox, workspace):
 
 def test_pending_timeout_cancels_a_job_that_never_starts(sandbox, workspace):
     sandbox.configure(pending_seconds=60)
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "true",
         "--pending-timeout",
         "1s",
@@ -166,21 +151,15 @@ def test_pending_timeout_cancels_a_job_that_never_starts(sandbox, workspace):
 
 def test_a_job_invisible_for_a_while_is_still_followed(sandbox, workspace):
     sandbox.configure(job_invisible_seconds=2)
-    done = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "echo seen", cwd=workspace
-    )
+    done = run_command(sandbox, "echo seen", cwd=workspace)
     assert done.returncode == 0, done.stderr
     assert "seen" in done.stdout
 
 
 def test_faults_never_make_two_jobs_or_a_false_pass(sandbox, workspace):
     sandbox.configure(fault_5xx_rate=0.3, fault_429_rate=0.3, fault_seed=20261125)
-    passing = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "echo ok; sleep 1", cwd=workspace
-    )
-    failing = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "echo bad; exit 4", cwd=workspace
-    )
+    passing = run_command(sandbox, "echo ok; sleep 1", cwd=workspace)
+    failing = run_command(sandbox, "echo bad; exit 4", cwd=workspace)
     faults = sandbox.stats()
     sandbox.configure(fault_5xx_rate=0.0, fault_429_rate=0.0)
     assert passing.returncode == 0, passing.stderr
@@ -260,27 +239,20 @@ def test_upload_over_the_servers_limit_is_refused_before_submitting(sandbox, wor
 
 
 def test_cleanup_removes_only_the_per_run_directory_after_success(sandbox, workspace):
-    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "pwd", cwd=workspace)
+    done = run_command(sandbox, "pwd", cwd=workspace)
     assert done.returncode == 0, done.stderr
     workdir = Path(sandbox.jobs_named()[0]["workingDirectory"])
     assert "/firecrest-ci/local/workspace/" in str(workdir)
     assert not workdir.exists()
     assert workdir.parent.exists()
-    failed = run_cli(
-        sandbox, "--system", "cluster", "--staging", "none", "--command", "exit 1", cwd=workspace
-    )
+    failed = run_command(sandbox, "exit 1", cwd=workspace)
     assert failed.returncode == 1
     assert Path(sandbox.jobs_named()[-1]["workingDirectory"]).exists()
 
 
 def test_missing_credentials_are_named(sandbox, workspace):
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "true",
         cwd=workspace,
         FIRECREST_CLIENT_SECRET="",
@@ -292,13 +264,8 @@ def test_missing_credentials_are_named(sandbox, workspace):
 
 def test_wrong_secret_is_a_configuration_error_without_the_secret(sandbox, workspace):
     wrong = "wrong-secret-value-xyz"
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "true",
         cwd=workspace,
         FIRECREST_CLIENT_SECRET=wrong,
@@ -310,13 +277,8 @@ def test_wrong_secret_is_a_configuration_error_without_the_secret(sandbox, works
 
 
 def test_unreachable_firecrest_is_infrastructure(sandbox, workspace):
-    done = run_cli(
+    done = run_command(
         sandbox,
-        "--system",
-        "cluster",
-        "--staging",
-        "none",
-        "--command",
         "true",
         cwd=workspace,
         FIRECREST_URL="http://127.0.0.1:9",
@@ -349,7 +311,7 @@ def test_cancelling_a_finished_job_counts_as_done(sandbox, workspace):
     from ci_runner.report import Reporter
     from ci_runner.runner import cancel
 
-    done = run_cli(sandbox, "--system", "cluster", "--staging", "none", "--command", "true", cwd=workspace)
+    done = run_command(sandbox, "true", cwd=workspace)
     assert done.returncode == 0
     job_id = sandbox.jobs_named()[-1]["jobId"]
     gateway = Gateway(Credentials.from_values(sandbox.env), request_timeout=5, retry_timeout=10)
