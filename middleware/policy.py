@@ -65,7 +65,7 @@ def _push(event: PushEvent, repo: RepositoryConfig) -> Decision:
     branch, tag = event.branch, event.tag
     name = branch if branch is not None else tag
     if name is None:
-        return Decision(reason=f"push to {event.ref}: not a branch or tag")
+        return Decision(reason=f"push to {event.ref!r}: not a branch or tag")
     if not safe_ref(name):
         return Decision(reason=f"refusing a ref name git would not accept: {name!r}")
     if event.deleted or _ZERO_SHA.match(event.after):

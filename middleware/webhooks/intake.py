@@ -56,6 +56,17 @@ def _payload(body: bytes, content_type: str) -> Any:
         raise Answer(400, f"the body is not valid JSON ({type(error).__name__})", "malformed") from None
 
 
+def storable(value: Any) -> Any:
+    """PostgreSQL text and JSON cannot hold NUL characters; hostile payloads may carry them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def trigger_payload(delivery_id: str | None, trigger: Any) -> dict[str, Any]:
     data = asdict(trigger)
     data["kind"] = trigger.kind.value
@@ -140,13 +151,17 @@ def _handle() -> tuple[str, str, int, str]:
     outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
     try:
         rows = [
-            {"delivery_id": delivery_id, "task": RECORD_RUN, "payload": trigger_payload(delivery_id, t)}
+            {
+                "delivery_id": delivery_id,
+                "task": RECORD_RUN,
+                "payload": storable(trigger_payload(delivery_id, t)),
+            }
             for t in decision.triggers
         ] + [
             {
                 "delivery_id": delivery_id,
                 "task": RECORD_CLEANUP,
-                "payload": {**asdict(c), "delivery_id": delivery_id},
+                "payload": storable({**asdict(c), "delivery_id": delivery_id}),
             }
             for c in decision.cleanups
         ]
@@ -158,7 +173,7 @@ def _handle() -> tuple[str, str, int, str]:
                     event=event_name,
                     repository_id=config.id,
                     outcome=outcome,
-                    detail=text[:2000],
+                    detail=storable(text)[:2000],
                     received_at=utcnow(),
                 )
             )

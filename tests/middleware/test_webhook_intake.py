@@ -144,6 +144,20 @@ def test_hostile_branch_names_never_reach_a_trigger_as_options(client, registere
         assert not item.payload["ref"].startswith("-")
 
 
+def test_nul_characters_are_stored_escaped_not_refused(client, registered, svc):
+    for ref in ("refs/notes/a\x00b", "refs/heads/ma\x00in"):
+        answer = deliver(
+            client,
+            "push",
+            push_payload(ref.removeprefix("refs/heads/")) | {"ref": ref},
+            registered["webhook_secret"],
+        )
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+    with svc.db.session() as session:
+        details = [d.detail for d in session.scalars(select(Delivery))]
+    assert all("\x00" not in d for d in details)
+
+
 def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc):
     payload = push_payload()
     payload.update(deleted=True, after="0" * 40)
