@@ -1,101 +1,62 @@
 """A Slurm-like job manager: batch scripts run for real as local processes.
 
-Follows what a real FirecREST v2 server on Slurm reports: `#SBATCH` options in
-the leading comment block (`--job-name`, `--output`, `--error`, `--time`),
-output in `slurm-<id>.out` with stderr merged by default, states PENDING ->
-RUNNING -> COMPLETED | FAILED | TIMEOUT, `CANCELLED by <uid>`, exit code null
-while pending and 0 after a TIMEOUT. Time limits accept seconds (`0:05`) so
-tests stay fast; real Slurm counts whole minutes.
+It follows what a real FirecREST v2 server on Slurm 22.05 reports (recorded
+responses and src/lib/scheduler_clients/slurm/): ids are increasing integers
+sent as strings; PENDING (exitCode null) -> RUNNING -> COMPLETED | FAILED
+(exitCode = the script's) | TIMEOUT (exitCode 0) | `CANCELLED by <uid>`;
+output goes to `slurm-<id>.out` in the working directory with stderr merged
+unless `--output`/`--error` say otherwise; a job without a name is `sbatch`.
+
+Like Slurm, submission does not check the working directory: the job is
+accepted and fails when it starts if it cannot enter it (the sandbox's
+"compute node" only sees the sandbox file systems). Each job runs in its own
+session and process group; cancel and time-outs send SIGTERM, then SIGKILL
+after a short grace (Slurm's KillWait, shortened). Honest differences: one
+node, no real accounting or scheduling, limits enforced to the second.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from sandbox.firecrest import sbatch
+from sandbox.firecrest.errors import slurm_error
+
+#: The partition's default time limit in the recorded cluster (30 minutes).
 DEFAULT_LIMIT = 1800
+#: Seconds between SIGTERM and SIGKILL (Slurm's KillWait is 30 s; tests want it short).
 KILL_GRACE = 1.0
-_DIRECTIVE = re.compile(r"^#SBATCH\s+(.*)$")
+#: Slurm's priority for job N in the recorded cluster.
+PRIORITY_BASE = 4294901761
+TICK = 0.02
+#: Variables of the server's own environment that a job must not inherit.
+PRIVATE_PREFIXES = ("FIRECREST_", "AUTH_TOKEN_URL")
+#: What the real server passes as `--export` when the request has no `env`.
+DEFAULT_JOB_ENV = {"F7T_version": "v2.0.0"}
 
 
-class JobError(Exception):
-    """An error the API returns with the real server's status and text."""
+@dataclass
+class JobRequest:
+    """The `job` object of `POST /compute/{system}/jobs`, after validation."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def parse_time_limit(text: str) -> int:
-    """Slurm's --time formats, in seconds: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
-    text = text.strip()
-    days = 0
-    if "-" in text:
-        day_part, text = text.split("-", 1)
-        days = int(day_part)
-        parts = [int(p) for p in text.split(":")]
-        while len(parts) < 3:
-            parts.append(0)
-        hours, minutes, seconds = parts
-        return days * 86400 + hours * 3600 + minutes * 60 + seconds
-    parts = [int(p) for p in text.split(":")]
-    if len(parts) == 1:
-        return parts[0] * 60
-    if len(parts) == 2:
-        return parts[0] * 60 + parts[1]
-    return parts[0] * 3600 + parts[1] * 60 + parts[2]
-
-
-def sbatch_options(script: str) -> dict[str, str]:
-    """Options from `#SBATCH` lines before the first command, as sbatch reads them."""
-    options: dict[str, str] = {}
-    aliases = {
-        "-J": "job-name",
-        "-o": "output",
-        "-e": "error",
-        "-t": "time",
-        "-A": "account",
-        "-p": "partition",
-    }
-    for line in script.splitlines()[1:] if script.startswith("#!") else script.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            break
-        match = _DIRECTIVE.match(stripped)
-        if not match:
-            continue
-        words = match.group(1).split()
-        index = 0
-        while index < len(words):
-            word = words[index]
-            if word.startswith("--"):
-                name, sep, value = word[2:].partition("=")
-                if not sep and index + 1 < len(words) and not words[index + 1].startswith("-"):
-                    index += 1
-                    value = words[index]
-                options[name] = value
-            elif word[:2] in aliases:
-                value = word[2:]
-                if not value and index + 1 < len(words):
-                    index += 1
-                    value = words[index]
-                options[aliases[word[:2]]] = value
-            index += 1
-    return options
-
-
-def expand_pattern(pattern: str, job_id: str, name: str, user: str) -> str:
-    table = {"j": job_id, "x": name, "u": user, "A": job_id, "%": "%"}
-    return re.sub(r"%([a-zA-Z%])", lambda m: table.get(m.group(1), m.group(0)), pattern)
+    working_directory: str
+    script: str
+    env: dict[str, str] | None = None
+    name: str | None = None
+    account: str | None = None
+    partition: str | None = None
+    reservation: str | None = None
+    standard_input: str | None = None
+    standard_output: str | None = None
+    standard_error: str | None = None
 
 
 @dataclass
@@ -104,13 +65,14 @@ class Job:
     system: str
     name: str
     script: str
-    working_dir: Path
-    stdout: Path
-    stderr: Path
+    working_dir: str
+    stdin: str
+    stdout: str
+    stderr: str
     env: dict[str, str]
     account: str
     partition: str
-    time_limit: int
+    time_limit: int | None
     submitted_at: float
     start_after: float
     visible_after: float
@@ -119,26 +81,40 @@ class Job:
     signal: int | None = None
     start: float | None = None
     end: float | None = None
-    cancelled_by: str | None = None
-    timed_out: bool = False
+    launched: bool = False
+    task_state: str | None = None
+    task_signal: int = 0
     kill_at: float | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    handles: list[IO[bytes]] = field(default_factory=list, repr=False)
 
     @property
-    def finished(self) -> bool:
+    def ended(self) -> bool:
+        """The scheduler considers the job over (its processes may still be dying)."""
         return self.end is not None
 
 
 class JobManager:
     """Owns every job of every system; a monitor thread starts, times out and reaps them."""
 
-    def __init__(self, spool: Path, uid: str, username: str, group: str) -> None:
+    def __init__(
+        self,
+        spool: Path,
+        *,
+        uid: str,
+        username: str,
+        group: str,
+        account: str,
+        partition: str,
+        roots: dict[str, Path],
+    ) -> None:
         self._spool = spool
         self._spool.mkdir(parents=True, exist_ok=True)
         self._uid = uid
         self._user = username
         self._group = group
+        self._account = account
+        self._partition = partition
+        self._roots = roots
         self._jobs: dict[str, Job] = {}
         self._lock = threading.RLock()
         self._next_id = 1
@@ -146,58 +122,50 @@ class JobManager:
         self._thread = threading.Thread(target=self._monitor, name="sandbox-jobs", daemon=True)
         self._thread.start()
 
-    # -- submission ------------------------------------------------------------
+    # -- submission ----------------------------------------------------------------
+
+    def home(self, system: str) -> Path:
+        return self._roots[system] / self._user
 
     def submit(
-        self,
-        system: str,
-        working_dir: Path,
-        script: str,
-        env: dict[str, str],
-        account: str | None,
-        partition: str | None,
-        name: str | None,
-        pending_seconds: float,
-        invisible_seconds: float,
+        self, system: str, request: JobRequest, pending_seconds: float, invisible_seconds: float
     ) -> Job:
-        options = sbatch_options(script)
-        if not working_dir.is_dir():
-            raise JobError(
-                400,
-                "Unexpected Slurm command response. exit_status:1 std_err:sbatch: error: "
-                f"chdir({working_dir}) failed: No such file or directory",
-            )
+        """sbatch: check the script, resolve options (request fields win over #SBATCH), queue."""
         try:
-            limit = parse_time_limit(options["time"]) if "time" in options else DEFAULT_LIMIT
-        except ValueError:
-            raise JobError(
-                400,
-                "Unexpected Slurm command response. exit_status:1 std_err:sbatch: error: "
-                "Invalid time limit specification",
-            ) from None
+            sbatch.check_script(request.script)
+            options = sbatch.directives(request.script)
+            limit = sbatch.parse_time_limit(options["time"]) if "time" in options else DEFAULT_LIMIT
+        except sbatch.SbatchError as error:
+            raise slurm_error(str(error)) from None
+        home = self.home(system)
+        # sbatch runs in the user's home over SSH: a relative --chdir is relative to it.
+        workdir = os.path.normpath(os.path.join(home, request.working_directory))
         with self._lock:
             job_id = str(self._next_id)
             self._next_id += 1
-            job_name = options.get("job-name") or name or "sbatch"
-            stdout = Path(expand_pattern(options.get("output", "slurm-%j.out"), job_id, job_name, self._user))
-            stdout = stdout if stdout.is_absolute() else working_dir / stdout
-            error_pattern = options.get("error")
-            stderr = stdout
-            if error_pattern:
-                stderr = Path(expand_pattern(error_pattern, job_id, job_name, self._user))
-                stderr = stderr if stderr.is_absolute() else working_dir / stderr
+            name = request.name or options.get("job-name") or "sbatch"
+
+            def place(pattern: str) -> str:
+                expanded = sbatch.expand_pattern(pattern, job_id, name, self._user)
+                return os.path.normpath(os.path.join(workdir, expanded))
+
+            stdout = place(request.standard_output or options.get("output") or "slurm-%j.out")
+            error_pattern = request.standard_error or options.get("error")
+            stderr = place(error_pattern) if error_pattern else stdout
+            stdin_pattern = request.standard_input or options.get("input")
             now = time.time()
             job = Job(
                 job_id=job_id,
                 system=system,
-                name=job_name,
-                script=script,
-                working_dir=working_dir,
+                name=name,
+                script=request.script,
+                working_dir=workdir,
+                stdin=place(stdin_pattern) if stdin_pattern else "/dev/null",
                 stdout=stdout,
                 stderr=stderr,
-                env=env,
-                account=account or options.get("account") or "f7tacct",
-                partition=partition or options.get("partition") or "debug",
+                env=dict(DEFAULT_JOB_ENV if request.env is None else request.env),
+                account=request.account or options.get("account") or self._account,
+                partition=request.partition or options.get("partition") or self._partition,
                 time_limit=limit,
                 submitted_at=now,
                 start_after=now + max(pending_seconds, 0.0),
@@ -206,14 +174,13 @@ class JobManager:
             self._jobs[job_id] = job
         return job
 
-    # -- queries ----------------------------------------------------------------
+    # -- queries -------------------------------------------------------------------
 
-    def get(self, system: str, job_id: str, *, visible_only: bool = True) -> Job | None:
+    def get(self, system: str, job_id: str) -> Job | None:
+        """The job as `sacct`/`squeue` see it: None if unknown or not visible yet."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None or job.system != system:
-            return None
-        if visible_only and time.time() < job.visible_after:
+        if job is None or job.system != system or time.time() < job.visible_after:
             return None
         return job
 
@@ -221,215 +188,271 @@ class JobManager:
         with self._lock:
             return list(self._jobs.values())
 
-    def listed(self, system: str, name: str | None, account: str | None) -> list[Job]:
+    def listed(self, system: str, name: str | None, account: str | None, window: float) -> list[Job]:
+        """The user's jobs: pending and running ones, and those that ended within `window` seconds."""
         now = time.time()
         return [
-            j
-            for j in self.all()
-            if j.system == system
-            and now >= j.visible_after
-            and (name is None or j.name == name)
-            and (account is None or j.account == account)
+            job
+            for job in self.all()
+            if job.system == system
+            and now >= job.visible_after
+            and (job.end is None or job.end >= now - window)
+            and (name is None or job.name == name)
+            and (account is None or job.account == account)
         ]
 
-    # -- cancel -----------------------------------------------------------------
+    # -- cancel --------------------------------------------------------------------
 
     def cancel(self, system: str, job_id: str) -> None:
+        """scancel: CANCELLED by <uid> at once; a running job's processes get SIGTERM, then SIGKILL."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.system != system:
-                raise JobError(
-                    500,
-                    "Unexpected Slurm command response. exit_status:0 std_err:scancel: Terminating job "
-                    f"{job_id}\nscancel: error: Kill job error on job id {job_id}: "
-                    "Invalid job id specified\n",
-                )
-            if job.finished or job.cancelled_by is not None:
-                raise JobError(
-                    500,
-                    "Unexpected Slurm command response. exit_status:0 std_err:scancel: Terminating job "
-                    f"{job_id}\nscancel: error: Kill job error on job id {job_id}: "
-                    "Job/step already completing or completed\n",
-                )
-            job.cancelled_by = self._uid
-            if job.process is None:
-                job.state = f"CANCELLED by {self._uid}"
-                job.exit_code = 0
-                job.signal = 0
-                job.start = job.end = time.time()
-            else:
-                self._terminate(job)
+                raise slurm_error(self._scancel_text(job_id, "Invalid job id specified"), 0)
+            if job.ended:
+                raise slurm_error(self._scancel_text(job_id, "Job/step already completing or completed"), 0)
+            now = time.time()
+            job.state = f"CANCELLED by {self._uid}"
+            job.end = now
+            if not job.launched:
+                job.start = now
+                job.exit_code, job.signal = 0, 0
+                return
+            job.exit_code, job.signal = 0, int(signal.SIGTERM)
+            job.task_state, job.task_signal = "CANCELLED", int(signal.SIGTERM)
+            self._terminate(job, now)
 
-    def _terminate(self, job: Job) -> None:
-        if job.process is not None and job.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(job.process.pid, signal.SIGTERM)
-            job.kill_at = time.time() + KILL_GRACE
-
-    # -- the monitor ------------------------------------------------------------
-
-    def _start(self, job: Job) -> None:
-        script_path = self._spool / f"job-{job.job_id}.sh"
-        script_path.write_text(job.script)
-        job.stdout.parent.mkdir(parents=True, exist_ok=True)
-        out = open(job.stdout, "ab")  # noqa: SIM115 - closed when the job ends
-        job.handles.append(out)
-        err: IO[bytes] | int = subprocess.STDOUT
-        if job.stderr != job.stdout:
-            job.stderr.parent.mkdir(parents=True, exist_ok=True)
-            err_handle = open(job.stderr, "ab")  # noqa: SIM115
-            job.handles.append(err_handle)
-            err = err_handle
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "HOME": str(job.working_dir),
-            "USER": self._user,
-            **job.env,
-            "SLURM_JOB_ID": job.job_id,
-            "SLURM_JOBID": job.job_id,
-            "SLURM_JOB_NAME": job.name,
-            "SLURM_SUBMIT_DIR": str(job.working_dir),
-            "SLURM_JOB_ACCOUNT": job.account,
-            "SLURM_JOB_PARTITION": job.partition,
-            "SLURM_CLUSTER_NAME": "sandbox",
-        }
-        job.process = subprocess.Popen(
-            ["bash", str(script_path)],
-            cwd=job.working_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=env,
-            start_new_session=True,
+    @staticmethod
+    def _scancel_text(job_id: str, reason: str) -> str:
+        return (
+            f"scancel: Terminating job {job_id}\n"
+            f"scancel: error: Kill job error on job id {job_id}: {reason}\n"
         )
-        job.start = time.time()
-        job.state = "RUNNING"
 
-    def _finish(self, job: Job, returncode: int) -> None:
-        for handle in job.handles:
-            handle.close()
-        job.handles.clear()
-        job.end = time.time()
-        if job.cancelled_by is not None:
-            job.state, job.exit_code, job.signal = f"CANCELLED by {job.cancelled_by}", 0, 0
-        elif job.timed_out:
-            job.state, job.exit_code, job.signal = "TIMEOUT", 0, 0
-        elif returncode == 0:
+    def _terminate(self, job: Job, now: float) -> None:
+        if job.process is not None and job.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.process.pid, signal.SIGTERM)
+            job.kill_at = now + KILL_GRACE
+
+    # -- the monitor ---------------------------------------------------------------
+
+    def _inside(self, system: str, path: str) -> bool:
+        root = self._roots[system]
+        real = Path(os.path.realpath(path))
+        return real == root or root in real.parents
+
+    def _launch_failed(self, job: Job, now: float) -> None:
+        """slurmstepd could not set the job up (working directory, output file): FAILED, exit 1."""
+        job.launched = True
+        job.start = job.end = now
+        job.state, job.exit_code, job.signal = "FAILED", 1, 0
+        job.task_state, job.task_signal = "FAILED", 0
+
+    def _start(self, job: Job, now: float) -> None:
+        workdir, stdout, stderr = job.working_dir, job.stdout, job.stderr
+        usable = (
+            self._inside(job.system, workdir)
+            and os.path.isdir(workdir)
+            and all(
+                self._inside(job.system, p) and os.path.isdir(os.path.dirname(p)) for p in (stdout, stderr)
+            )
+            and (
+                job.stdin == "/dev/null"
+                or (self._inside(job.system, job.stdin) and os.path.isfile(job.stdin))
+            )
+        )
+        if not usable:
+            self._launch_failed(job, now)
+            return
+        spool = self._spool / f"job{int(job.job_id):05d}"
+        spool.mkdir(parents=True, exist_ok=True)
+        script_path = spool / "slurm_script"
+        script_path.write_text(job.script)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_PREFIXES)}
+        home = str(self.home(job.system))
+        env.update({"HOME": home, "USER": self._user, "LOGNAME": self._user})
+        env.update(job.env)
+        env.update(
+            {
+                "SLURM_JOB_ID": job.job_id,
+                "SLURM_JOBID": job.job_id,
+                "SLURM_JOB_NAME": job.name,
+                "SLURM_JOB_USER": self._user,
+                "SLURM_JOB_UID": self._uid,
+                "SLURM_JOB_ACCOUNT": job.account,
+                "SLURM_JOB_PARTITION": job.partition,
+                "SLURM_CLUSTER_NAME": job.system,
+                "SLURM_SUBMIT_DIR": home,
+                "SLURM_SUBMIT_HOST": "localhost",
+                "SLURM_JOB_NODELIST": "localhost",
+                "SLURM_NODELIST": "localhost",
+                "SLURMD_NODENAME": "localhost",
+                "SLURM_JOB_NUM_NODES": "1",
+                "SLURM_NNODES": "1",
+            }
+        )
+        try:
+            with contextlib.ExitStack() as files:
+                out = files.enter_context(open(stdout, "ab"))  # the child keeps its own copy
+                err = out if stderr == stdout else files.enter_context(open(stderr, "ab"))
+                stdin = files.enter_context(open(job.stdin, "rb"))
+                job.process = subprocess.Popen(
+                    [*sbatch.interpreter(job.script), str(script_path)],
+                    cwd=workdir,
+                    stdin=stdin,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            self._launch_failed(job, now)
+            with contextlib.suppress(OSError), open(stdout, "a") as out_text:
+                out_text.write(f"slurmstepd: error: execve(): {error}\n")
+            return
+        job.launched = True
+        job.start = now
+        job.state = "RUNNING"
+        job.task_state = "RUNNING"
+
+    def _reaped(self, job: Job, returncode: int, now: float) -> None:
+        assert job.process is not None
+        # Like Slurm's process tracking, nothing the job left behind outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.process.pid, signal.SIGKILL)
+        job.kill_at = None
+        if job.ended:  # cancelled or timed out: the state was decided then
+            return
+        job.end = now
+        if returncode == 0:
             job.state, job.exit_code, job.signal = "COMPLETED", 0, 0
         elif returncode > 0:
             job.state, job.exit_code, job.signal = "FAILED", returncode, 0
         else:
             job.state, job.exit_code, job.signal = "FAILED", 0, -returncode
+        job.task_state, job.task_signal = job.state, job.signal
 
     def _tick(self) -> None:
         now = time.time()
         with self._lock:
             for job in self._jobs.values():
-                if job.finished:
+                if not job.launched:
+                    if not job.ended and now >= job.start_after:
+                        self._start(job, now)
                     continue
-                if job.process is None:
-                    if job.cancelled_by is None and now >= job.start_after:
-                        try:
-                            self._start(job)
-                        except OSError as error:
-                            job.end = now
-                            job.state, job.exit_code, job.signal = "FAILED", 1, 0
-                            job.stdout.parent.mkdir(parents=True, exist_ok=True)
-                            job.stdout.write_text(f"slurmstepd: error: {error}\n")
+                process = job.process
+                if process is None or process.returncode is not None:
                     continue
-                returncode = job.process.poll()
+                returncode = process.poll()
                 if returncode is not None:
-                    self._finish(job, returncode)
+                    self._reaped(job, returncode, now)
                     continue
-                if job.start is not None and not job.timed_out and now - job.start > job.time_limit:
-                    job.timed_out = True
-                    self._terminate(job)
+                limit = job.time_limit
+                if not job.ended and limit is not None and job.start is not None and now - job.start >= limit:
+                    job.end = now
+                    job.state, job.exit_code, job.signal = "TIMEOUT", 0, 0
+                    job.task_state, job.task_signal = "CANCELLED", int(signal.SIGTERM)
+                    self._terminate(job, now)
                 if job.kill_at is not None and now >= job.kill_at:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(job.process.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
                     job.kill_at = None
 
     def _monitor(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(TICK):
             self._tick()
 
     def shutdown(self) -> None:
-        """Kill every job still running; used on server stop."""
+        """Stop the monitor and kill every job still running (the server is going away)."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        self._thread.join(timeout=5)
+        now = time.time()
         with self._lock:
             for job in self._jobs.values():
-                if job.process is not None and job.process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(job.process.pid, signal.SIGKILL)
-                    job.process.wait(timeout=5)
-                    job.cancelled_by = job.cancelled_by or self._uid
-                    self._finish(job, -9)
+                process = job.process
+                if process is not None and process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=5)
+                    if not job.ended:
+                        job.state, job.exit_code, job.signal = "NODE_FAIL", 0, 0
+                        job.end = now
+                        job.task_state, job.task_signal = "CANCELLED", int(signal.SIGKILL)
+                elif not job.ended:
+                    job.state, job.exit_code, job.signal = f"CANCELLED by {self._uid}", 0, 0
+                    job.start = job.start or now
+                    job.end = now
 
-    # -- the real server's JSON --------------------------------------------------
+    # -- the real server's JSON ----------------------------------------------------
 
-    def info_json(self, job: Job, cluster: str = "f7tcluster") -> dict[str, Any]:
-        pending = job.process is None and not job.finished
-        status: dict[str, Any] = {
-            "state": job.state,
-            "stateReason": "None",
-            "exitCode": None if pending else (job.exit_code if job.finished else 0),
-            "interruptSignal": None if pending else (job.signal if job.finished else 0),
-        }
-        elapsed = int((job.end or time.time()) - job.start) if job.start else 0
-        time_block = {
-            "elapsed": elapsed,
-            "start": int(job.start) if job.start else None,
-            "end": int(job.end) if job.end else None,
-            "suspended": None if pending else 0,
-            "limit": job.time_limit,
-        }
-        tasks = []
-        if job.process is not None:
-            task_state = job.state
-            task_signal = job.signal if job.finished else 0
-            if job.timed_out and job.finished:
-                task_state, task_signal = "CANCELLED", 15
-            elif task_state.startswith("CANCELLED"):
-                task_state = "CANCELLED"
-            tasks.append(
-                {
-                    "id": f"{job.job_id}.batch",
-                    "name": "batch",
-                    "status": {
-                        "state": task_state,
-                        "stateReason": None,
-                        "exitCode": job.exit_code if job.finished else 0,
-                        "interruptSignal": task_signal,
-                    },
-                    "time": {**time_block, "limit": None},
-                }
-            )
-        never_ran = job.process is None
-        return {
-            "jobId": job.job_id,
-            "name": job.name,
-            "status": status,
-            "tasks": tasks,
-            "time": time_block,
-            "account": job.account,
-            "allocationNodes": 0 if never_ran and job.finished else 1,
-            "cluster": cluster,
-            "group": self._group,
-            "nodes": ("None assigned" if job.finished else "") if never_ran else "localhost",
-            "partition": job.partition,
-            "killRequestUser": None,
-            "user": self._user,
-            "workingDirectory": str(job.working_dir),
-            "priority": 4294901760 - int(job.job_id),
-        }
+    def info_json(self, job: Job) -> dict[str, Any]:
+        """One entry of `{"jobs": [...]}`, shaped like the recorded `info_*` responses."""
+        with self._lock:
+            now = time.time()
+            pending = not job.launched and not job.ended
+            elapsed = int((job.end or now) - job.start) if job.start is not None else 0
+            start = int(job.start) if job.start is not None else None
+            end = int(job.end) if job.end is not None else None
+            tasks: list[dict[str, Any]] = []
+            if job.launched:
+                task_done = job.task_state not in (None, "RUNNING")
+                tasks.append(
+                    {
+                        "id": f"{job.job_id}.batch",
+                        "name": "batch",
+                        "status": {
+                            "state": job.task_state or "RUNNING",
+                            "stateReason": None,
+                            "exitCode": (job.exit_code or 0) if task_done else 0,
+                            "interruptSignal": job.task_signal if task_done else 0,
+                        },
+                        "time": {
+                            "elapsed": elapsed,
+                            "start": start,
+                            "end": end,
+                            "suspended": 0,
+                            "limit": None,
+                        },
+                    }
+                )
+            cancelled_pending = job.ended and not job.launched
+            return {
+                "jobId": job.job_id,
+                "name": job.name,
+                "status": {
+                    "state": job.state,
+                    "stateReason": "None",
+                    "exitCode": None if pending else (job.exit_code if job.ended else 0),
+                    "interruptSignal": None if pending else (job.signal if job.ended else 0),
+                },
+                "tasks": tasks,
+                "time": {
+                    "elapsed": elapsed,
+                    "start": start,
+                    "end": end,
+                    "suspended": None if pending else 0,
+                    "limit": job.time_limit,
+                },
+                "account": job.account,
+                "allocationNodes": 0 if cancelled_pending else 1,
+                "cluster": job.system,
+                "group": self._group,
+                "nodes": "None assigned" if cancelled_pending else ("" if pending else "localhost"),
+                "partition": job.partition,
+                "killRequestUser": None,
+                "user": self._user,
+                "workingDirectory": job.working_dir,
+                "priority": PRIORITY_BASE - int(job.job_id),
+            }
 
     def metadata_json(self, job: Job) -> dict[str, Any]:
+        """One entry of the metadata answer, shaped like the recorded `metadata_*` responses."""
         return {
             "jobId": job.job_id,
             "script": job.script,
-            "standardInput": "/dev/null",
-            "standardOutput": str(job.stdout),
-            "standardError": str(job.stderr),
+            "standardInput": job.stdin,
+            "standardOutput": job.stdout,
+            "standardError": job.stderr,
         }
