@@ -15,9 +15,9 @@ from werkzeug.exceptions import HTTPException
 from middleware import logs
 from middleware.crypto import SecretBox
 from middleware.db import Database
+from middleware.dispatcher import Dispatcher
 from middleware.migrate import upgrade
 from middleware.ops import Metrics
-from middleware.outbox import publish_pending
 from middleware.registry.github_token import TokenChecker
 from middleware.runs import Workbench
 from middleware.services import EXTENSION, Services
@@ -57,12 +57,12 @@ def create_app(
     workbench = None
     if settings.gitlab_url:
         workbench = partial(Workbench.build, settings, db, box)
-    register_tasks(celery, db, workbench, settings.broker_visibility_timeout)
+    register_tasks(celery, db, settings, workbench)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         db=db,
         box=box,
-        publish=partial(publish_pending, db, celery),
+        dispatch=Dispatcher(db, celery, settings.dispatch_lease).once,
         check_github_token=check_github_token or TokenChecker(settings.github_api_url),
         celery=celery,
     )

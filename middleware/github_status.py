@@ -2,8 +2,10 @@
 
 Context `<prefix>/<pipeline>`, description cut to GitHub's 140 characters,
 target URL the GitLab pipeline. Retries ride on PyGithub's urllib3 Retry
-(5xx, 429 and connection errors, with backoff), bounded so a long outage
-ends with an exception the task records and retries later.
+(5xx, 429 and connection errors, with backoff), bounded (`MAX_SECONDS`) so a
+long outage ends with an exception the caller records and retries later.
+`posted` looks a status up, for a retry that cannot know whether its earlier
+attempt reached GitHub.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ def describe(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
+#: Per request, and the request's tries: one post or look-up ends within MAX_SECONDS.
+TIMEOUT = 10
+TRIES = 4
+MAX_SECONDS = TRIES * TIMEOUT + 0.5 * (2**TRIES)
+#: How many of a commit's newest statuses a look-up reads (GitHub lists newest first).
+LOOKUP_DEPTH = 100
+
+
 class StatusReporter:
-    def __init__(self, api_url: str, *, write_interval: float = 1.0, total_retries: int = 5) -> None:
+    def __init__(self, api_url: str, *, write_interval: float = 1.0) -> None:
         self._api_url = api_url
         self._write_interval = write_interval
         self._retry = Retry(
-            total=total_retries,
+            total=TRIES - 1,
             backoff_factor=0.5,
             status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=None,
@@ -49,14 +59,7 @@ class StatusReporter:
     ) -> None:
         if state not in STATES:
             raise ValueError(f"unknown status state {state!r}")
-        client = Github(
-            base_url=self._api_url,
-            auth=Auth.Token(token),
-            retry=self._retry,
-            timeout=15,
-            seconds_between_writes=self._write_interval,
-            lazy=True,
-        )
+        client = self._client(token)
         try:
             commit = client.get_repo(repository).get_commit(sha)
             commit.create_status(
@@ -70,3 +73,44 @@ class StatusReporter:
             raise StatusNotPosted(f"GitHub unreachable ({type(error).__name__})") from None
         finally:
             client.close()
+
+    def posted(
+        self,
+        token: str,
+        repository: str,
+        sha: str,
+        *,
+        state: str,
+        context: str,
+        description: str,
+        url: str | None,
+    ) -> bool:
+        """Whether this exact status is among the commit's newest ones."""
+        client = self._client(token)
+        wanted = (state, context, describe(description), url or None)
+        try:
+            statuses = client.get_repo(repository).get_commit(sha).get_statuses()
+            for index, status in enumerate(statuses):
+                if index >= LOOKUP_DEPTH:
+                    return False
+                if (status.state, status.context, status.description, status.target_url or None) == wanted:
+                    return True
+            return False
+        except GithubException as error:
+            raise StatusNotPosted(
+                f"GitHub answered {error.status} to the status look-up for {sha[:12]}"
+            ) from None
+        except OSError as error:
+            raise StatusNotPosted(f"GitHub unreachable ({type(error).__name__})") from None
+        finally:
+            client.close()
+
+    def _client(self, token: str) -> Github:
+        return Github(
+            base_url=self._api_url,
+            auth=Auth.Token(token),
+            retry=self._retry,
+            timeout=TIMEOUT,
+            seconds_between_writes=self._write_interval,
+            lazy=True,
+        )

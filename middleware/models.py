@@ -14,11 +14,13 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -101,9 +103,22 @@ class Delivery(Base):
 
 
 class OutboxItem(Base):
-    """A message written in the same transaction as its delivery, published to Celery later."""
+    """A command written in the same transaction as what caused it, handed to Celery until done.
+
+    A row is done when its task has recorded its effect (`done_at`), not when the
+    broker took the message: until then it is handed out again whenever `due_at`
+    passes (a lease after each hand-out, a backoff after each failure).
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_due",
+            "due_at",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[str | None] = mapped_column(
@@ -112,16 +127,36 @@ class OutboxItem(Base):
     task: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When it was last handed to the broker.
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: When it is handed out (again) unless done by then.
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Run(Base):
-    """One pipeline run for one (repository, pipeline, sha, trigger kind)."""
+    """One pipeline run for one (repository, pipeline, sha, trigger kind).
+
+    Written when the trigger is accepted and driven from what is recorded here:
+    `next_check_at` says when the workers look at it again (NULL once nothing
+    is left to do), `ticket` tells a current hand-out from a stale one, and the
+    `status_*` columns hold the commit status to report, so that reporting
+    resumes after any crash and posts each status once (`posted_seq`).
+    """
 
     __tablename__ = "runs"
-    __table_args__ = (UniqueConstraint("repository_id", "pipeline_name", "sha", "trigger_kind"),)
+    __table_args__ = (
+        UniqueConstraint("repository_id", "pipeline_name", "sha", "trigger_kind"),
+        Index(
+            "ix_runs_next_check_at",
+            "next_check_at",
+            sqlite_where=text("next_check_at IS NOT NULL"),
+            postgresql_where=text("next_check_at IS NOT NULL"),
+        ),
+        Index("ix_runs_gitlab_pipeline_id", "gitlab_pipeline_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
@@ -135,6 +170,25 @@ class Run(Base):
     state: Mapped[str] = mapped_column(String(30), default="queued")
     gitlab_pipeline_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gitlab_pipeline_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: Why the run ended `error` or `canceled`.
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # -- driving it ----------------------------------------------------------------------
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ticket: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Failed attempts in a row, and the last failure (transient: it is tried again).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # -- reporting back --------------------------------------------------------------------
+    status_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    status_description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    posted_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The status_seq of the last attempt to post: a retry of the same one looks before posting.
+    tried_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status_claim_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The final status could not be posted within REPORT_WINDOW.
+    unreported: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import (
@@ -13,8 +15,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import text
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
+from middleware.models import Run, utcnow
+from middleware.outbox import backlog
 from middleware.services import services
 
 bp = Blueprint("ops", __name__)
@@ -42,6 +49,40 @@ class Metrics:
             "Triggers written to the outbox.",
             ["kind"],
             registry=self.registry,
+        )
+
+
+class StateCollector(Collector):
+    """Figures read from the database at scrape time, so every process reports the same."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        db = services().db
+        with db.session() as session:
+            counted = session.execute(select(Run.state, func.count(Run.id)).group_by(Run.state))
+            by_state = {str(state): int(count) for state, count in counted}
+            unreported = session.scalar(select(func.count(Run.id)).where(Run.unreported.is_(True))) or 0
+            unposted = session.scalar(
+                select(func.count(Run.id)).where(Run.posted_seq < Run.status_seq, Run.unreported.is_(False))
+            )
+        runs = GaugeMetricFamily("firecrest_ci_runs", "Runs by state.", labels=["state"])
+        for state, count in sorted(by_state.items()):
+            runs.add_metric([state], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "firecrest_ci_runs_unreported",
+            "Runs whose final status could not be reported within REPORT_WINDOW.",
+            value=unreported,
+        )
+        yield GaugeMetricFamily(
+            "firecrest_ci_statuses_unposted",
+            "Statuses waiting to be posted to the source.",
+            value=unposted or 0,
+        )
+        waiting, oldest = backlog(db)
+        yield GaugeMetricFamily("firecrest_ci_outbox_backlog", "Outbox commands not done yet.", value=waiting)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily(
+            "firecrest_ci_outbox_oldest_seconds", "Age of the oldest outbox command not done.", value=age
         )
 
 
@@ -81,4 +122,9 @@ def prometheus() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    state = CollectorRegistry()
+    state.register(StateCollector())
+    body = generate_latest(registry)
+    with contextlib.suppress(SQLAlchemyError):  # the counters still answer while the database is away
+        body += generate_latest(state)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

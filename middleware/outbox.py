@@ -1,95 +1,119 @@
-"""Move outbox rows to the queue: at least once, in order, retried until it works.
+"""Commands for the workers (mirror cleanups, project syncs), kept until their effect is recorded.
 
-The webhook request only writes rows (one transaction) and answers; a
-publisher thread in each Celery worker process sends them in batches, and a
-beat task sweeps up as a fallback. A batch is claimed with `SKIP LOCKED` on
-PostgreSQL so several publishers share the work; a row is marked only after
-it was sent, so a crash sends it again rather than never, and every consumer
-task is idempotent for that.
+A row is written in the same transaction as what caused it. The dispatcher in
+each worker hands due rows to Celery and pushes `due_at` one lease ahead; the
+task marks the row done when its work is done, or postpones it with a backoff
+when it failed. So a message the broker lost is handed out again after the
+lease, and nothing is marked done because the broker merely took it. Rows are
+claimed with `SKIP LOCKED` on PostgreSQL, so several dispatchers share them.
+Every task is idempotent: it may run more than once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from middleware.db import Database
 from middleware.logs import logger
 from middleware.models import OutboxItem, utcnow
+from middleware.schedule import aware, backoff
 
 BATCH = 200
-#: How often the worker's publisher looks for new rows.
-INTERVAL = 0.2
 
 
-def publish_pending(db: Database, celery: Any, *, limit: int = BATCH, retry: bool = False) -> int:
-    """Send a batch of unpublished rows; returns how many went out. Stops at a broker failure."""
-    sent = 0
+def add(db: Database, task: str, payload: dict[str, Any]) -> None:
+    """Queue a command for the workers (it is handed out within a second)."""
+    with db.session() as session:
+        session.add(OutboxItem(task=task, payload=payload, due_at=utcnow()))
+
+
+def publish_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) -> int:
+    """Hand due rows to the queue (claimed for one lease first); returns how many went out."""
+    now = utcnow()
     with db.session() as session:
         query = (
-            select(OutboxItem).where(OutboxItem.published_at.is_(None)).order_by(OutboxItem.id).limit(limit)
+            select(OutboxItem)
+            .where(OutboxItem.done_at.is_(None), OutboxItem.due_at <= now)
+            .order_by(OutboxItem.due_at, OutboxItem.id)
+            .limit(limit)
         )
         if db.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        items = session.scalars(query).all()
+        items = [(item.id, item.task, item.payload) for item in session.scalars(query)]
         if not items:
             return 0
-        try:
-            with celery.producer_or_acquire() as producer:
-                for item in items:
-                    item.attempts += 1
-                    celery.send_task(
-                        item.task,
-                        args=[item.payload],
-                        task_id=f"outbox-{item.id}",
-                        retry=retry,
-                        producer=producer,
-                    )
-                    item.published_at = utcnow()
-                    sent += 1
-        except Exception as error:  # noqa: BLE001 - any broker failure: keep the rest, try later
-            failed = items[sent]
-            failed.last_error = f"{type(error).__name__}: {error}"[:500]
-            logger().warning(
-                "outbox publish failed; will retry",
-                extra={"outbox_id": failed.id, "error": type(error).__name__},
+        session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id.in_([i for i, _, _ in items]))
+            .values(due_at=now + dt.timedelta(seconds=lease), published_at=now)
+        )
+    sent = 0
+    try:
+        with celery.producer_or_acquire() as producer:
+            for item_id, task, payload in items:
+                celery.send_task(
+                    task, args=[payload], kwargs={"outbox_id": item_id}, producer=producer, retry=False
+                )
+                sent += 1
+    except Exception as error:  # noqa: BLE001 - any broker failure: the rest are due again at once
+        logger().warning("outbox publish failed; will retry", extra={"error": type(error).__name__})
+        with db.session() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_([i for i, _, _ in items[sent:]]))
+                .values(due_at=now, last_error=f"broker: {type(error).__name__}")
             )
     return sent
 
 
-class Publisher:
-    """A daemon thread that keeps publishing; started in each Celery worker process."""
+@contextmanager
+def settling(db: Database, outbox_id: int | None, *, backoff_max: float, window: float) -> Iterator[None]:
+    """Mark the row done when the block succeeds; postpone it with a backoff when it fails.
 
-    def __init__(self, db: Database, celery: Any, interval: float = INTERVAL) -> None:
-        self._db = db
-        self._celery = celery
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="outbox-publisher", daemon=True)
+    A row still failing `window` seconds after it was written is given up (done, with its
+    last error kept), so a command that can never succeed does not come back for ever.
+    """
+    try:
+        yield
+    except Exception as error:
+        if outbox_id is not None:
+            _postpone(db, outbox_id, error, backoff_max, window)
+        raise
+    if outbox_id is not None:
+        with db.session() as session:
+            session.execute(update(OutboxItem).where(OutboxItem.id == outbox_id).values(done_at=utcnow()))
 
-    def start(self) -> None:
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = publish_pending(self._db, self._celery, retry=True) == BATCH
-            except Exception as error:  # noqa: BLE001 - the database may be briefly away; keep going
-                logger().warning("outbox publisher failed", extra={"error": type(error).__name__})
-                busy = False
-            if not busy:
-                self._stop.wait(self._interval)
+def _postpone(db: Database, outbox_id: int, error: BaseException, backoff_max: float, window: float) -> None:
+    now = utcnow()
+    with db.session() as session:
+        item = session.get(OutboxItem, outbox_id)
+        if item is None or item.done_at is not None:
+            return
+        item.attempts += 1
+        item.last_error = f"{type(error).__name__}: {error}"[:500]
+        created = aware(item.created_at) or now
+        if (now - created).total_seconds() > window:
+            item.done_at = now
+            logger().error(
+                "outbox command given up",
+                extra={"outbox_id": outbox_id, "task": item.task, "error": item.last_error},
+            )
+        else:
+            item.due_at = now + dt.timedelta(seconds=backoff(item.attempts, backoff_max))
 
 
 def backlog(db: Database) -> tuple[int, dt.datetime | None]:
     """How many rows wait, and since when."""
     with db.session() as session:
-        rows = session.scalars(select(OutboxItem.created_at).where(OutboxItem.published_at.is_(None))).all()
-        return len(rows), min(rows) if rows else None
+        count, oldest = session.execute(
+            select(func.count(OutboxItem.id), func.min(OutboxItem.created_at)).where(
+                OutboxItem.done_at.is_(None)
+            )
+        ).one()
+        return int(count), aware(oldest)

@@ -24,6 +24,10 @@ class PipelineRefused(RuntimeError):
     """GitLab would not start the pipeline (bad entrypoint, missing ref); readable message."""
 
 
+class PipelineMoved(RuntimeError):
+    """The mirror branch had moved on when GitLab resolved it: the pipeline was cancelled."""
+
+
 @dataclass(frozen=True)
 class PipelineRef:
     id: int
@@ -46,17 +50,26 @@ def find_existing(project: Project, run_id: int, sha: str) -> PipelineRef | None
 def ensure_pipeline(
     project: Project, run_id: int, ref: str, sha: str, variables: dict[str, str]
 ) -> PipelineRef:
-    """The run's pipeline: found again if it exists, else created (once)."""
+    """The run's pipeline: found again if it exists, else created (once).
+
+    The create is never retried blindly: GitLab may have made the pipeline before its
+    answer was lost (a 502 from a proxy, a timeout), so a failed create raises and the
+    next attempt looks for the pipeline first.
+    """
     existing = find_existing(project, run_id, sha)
     if existing is not None:
         return existing
     payload = [{"key": k, "value": v} for k, v in {**variables, RUN_VARIABLE: str(run_id)}.items()]
     try:
-        created = project.pipelines.create({"ref": ref, "variables": payload})
+        created = project.pipelines.create({"ref": ref, "variables": payload}, retry_transient_errors=False)
     except gitlab.exceptions.GitlabCreateError as error:
         if error.response_code and 400 <= error.response_code < 500:
             raise PipelineRefused(_gitlab_message(error)) from None
         raise
+    if str(created.sha) != sha:
+        # Someone moved the branch between our push and the create: never run the wrong commit.
+        created.cancel()
+        raise PipelineMoved(f"{ref} pointed at {str(created.sha)[:12]}, not {sha[:12]}; pipeline cancelled")
     return _ref(created)
 
 

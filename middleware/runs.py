@@ -1,32 +1,49 @@
 """A run's life after the queue: mirror -> pipeline -> follow -> status back.
 
 Plain functions over a `Workbench` (the configured clients), so the Celery
-tasks stay thin and the steps are tested without a broker. Each step is
-idempotent: a redelivered or retried task finds the mirror already pushed,
-the pipeline already created (by its FIRECREST_CI_RUN_ID), and re-posting a
-commit status is harmless.
+tasks stay thin and the steps are tested without a broker. `advance` moves a
+run one step on from whatever state is recorded, so any worker can resume any
+run after any crash: the mirror push is repeated harmlessly, the pipeline is
+found again by its FIRECREST_CI_RUN_ID before one is created, a run ends once
+(compare-and-set in `reporting.finish`), and each status is posted once
+(`reporting.deliver`). A failing step is tried again after a backoff; a run
+that cannot start within START_WINDOW ends `error`, and a final status that
+cannot be posted within REPORT_WINDOW leaves the run marked `unreported`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
 
 import gitlab
-from sqlalchemy import func, select
+import redis
+import requests
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from middleware.crypto import SecretBox
 from middleware.db import Database
-from middleware.github_status import StatusReporter
-from middleware.gitlab_mirror import Mirror, SourceRef, mirror_ref
+from middleware.github_status import StatusNotPosted, StatusReporter
+from middleware.gitlab_mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from middleware.gitlab_projects import GitLabProjects, MirrorProjectSpec, client, project_path
-from middleware.locks import repository_lock
+from middleware.locks import LockBusy, repository_lock
 from middleware.logs import logger
-from middleware.models import Pipeline, Repository, Run
-from middleware.pipelines import FINISHED, PipelineRefused, cancel, cancel_others, ensure_pipeline, status_of
+from middleware.models import Pipeline, Repository, Run, utcnow
+from middleware.pipelines import (
+    FINISHED,
+    PipelineMoved,
+    PipelineRefused,
+    cancel,
+    cancel_others,
+    ensure_pipeline,
+    status_of,
+)
+from middleware.reporting import FINAL_STATES, Target, deliver, finish, want
+from middleware.schedule import aware, backoff, settle
 from middleware.settings import Settings
 
 #: GitLab pipeline status -> (run state, GitHub state, description).
@@ -46,8 +63,6 @@ class Workbench:
     mirror: Mirror
     gitlab: gitlab.Gitlab
     statuses: StatusReporter
-    #: How a status gets to GitHub: at once here; through a retried Celery task in workers.
-    notify: Callable[[int, str, str, str | None], None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, db: Database, box: SecretBox) -> Workbench:
@@ -98,7 +113,9 @@ class RunView:
     account: str | None
     notification_token: str
     gitlab_pipeline_id: int | None
+    gitlab_pipeline_url: str | None
     state: str
+    ticket: int
     private: bool = False
 
 
@@ -137,17 +154,11 @@ def load(bench: Workbench, run_id: int) -> RunView | None:
             account=repo.default_account,
             notification_token=bench.box.open(repo.notification_token_enc),
             gitlab_pipeline_id=run.gitlab_pipeline_id,
+            gitlab_pipeline_url=run.gitlab_pipeline_url,
             state=run.state,
+            ticket=run.ticket,
             private=repo.source_private,
         )
-
-
-def _update(bench: Workbench, run_id: int, **values: Any) -> None:
-    with bench.db.session() as session:
-        run = session.get(Run, run_id)
-        if run is not None:
-            for key, value in values.items():
-                setattr(run, key, value)
 
 
 def project_variables(bench: Workbench, view: RunView) -> dict[str, str]:
@@ -193,6 +204,274 @@ def project_spec(bench: Workbench, view: RunView) -> MirrorProjectSpec:
     )
 
 
+#: Failures worth another try: the next attempt may find GitLab, GitHub, the source, the lock
+#: or the database back. Anything else is tried again too, but logged as a bug.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    gitlab.exceptions.GitlabError,
+    requests.RequestException,
+    MirrorError,
+    LockBusy,
+    PipelineMoved,
+    StatusNotPosted,
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    redis.exceptions.RedisError,
+    OSError,
+)
+SUPERSEDED = "superseded by a newer commit"
+
+
+def advance(bench: Workbench, run_id: int, ticket: int | None = None) -> str:
+    """Move a run on from its recorded state and settle when it is looked at next.
+
+    `ticket` is the hand-out this call answers (None in-process): a stale one is skipped.
+    Returns the run's state afterwards ("stale" or "gone" when there was nothing to do).
+    """
+    view = load(bench, run_id)
+    if view is None:
+        return "gone"
+    if ticket is not None and view.ticket != ticket:
+        return "stale"
+    try:
+        if view.state in ("queued", "mirrored"):
+            _start(bench, view)
+        elif view.state in ("pending", "running"):
+            _follow(bench, view)
+        _deliver(bench, run_id)
+    except Exception as error:  # noqa: BLE001 - every failure is tried again, within the windows
+        return _failed(bench, run_id, view.ticket, error)
+    return _settle(bench, run_id, view.ticket)
+
+
+def start(bench: Workbench, run_id: int) -> str:
+    """Mirror the commit, create the pipeline and post `pending` (in-process, raising)."""
+    view = load(bench, run_id)
+    if view is None:
+        return "gone"
+    _start(bench, view)
+    _deliver(bench, run_id)
+    return _state(bench, run_id)
+
+
+def follow(bench: Workbench, run_id: int) -> str:
+    """Read the pipeline's status and report a final one (in-process, raising)."""
+    view = load(bench, run_id)
+    if view is None:
+        return "gone"
+    if view.state in ("pending", "running"):
+        _follow(bench, view)
+    _deliver(bench, run_id)
+    return _state(bench, run_id)
+
+
+def _start(bench: Workbench, view: RunView) -> None:
+    if view.gitlab_pipeline_id is not None or view.state not in ("queued", "mirrored"):
+        return
+    if view.cancel_superseded and _newer_run_exists(bench, view):
+        # Runs may be driven out of order: never push an older commit over a newer one.
+        _end(bench, view.run_id, "canceled", "error", SUPERSEDED, None, error=SUPERSEDED)
+        return
+    spec = project_spec(bench, view)
+    ref = gitlab_ref(view.ref)
+    # Mirror and create under one lock: the mirror branch must still point at this commit
+    # when GitLab resolves the pipeline's ref, and the newer-run check must still hold.
+    with _lock(bench, view.repository_id):
+        current = load(bench, view.run_id)
+        if (
+            current is None
+            or current.gitlab_pipeline_id is not None
+            or current.state not in ("queued", "mirrored")
+        ):
+            return
+        if view.cancel_superseded and _newer_run_exists(bench, view):
+            _end(bench, view.run_id, "canceled", "error", SUPERSEDED, None, error=SUPERSEDED)
+            return
+        project = bench.projects.ensure_project(spec)
+        sha = bench.mirror.fetch(
+            view.repository_id, view.clone_url, SourceRef.for_trigger(view.ref, view.sha)
+        )
+        bench.mirror.push(view.repository_id, project.http_url_to_repo, sha, mirror_ref(view.ref))
+        _mark(bench, view.run_id, state="mirrored")
+        if view.cancel_superseded:
+            for cancelled in cancel_others(project, ref, view.sha):
+                supersede(bench, view.repository_id, view.pipeline, cancelled)
+        try:
+            pipeline = ensure_pipeline(project, view.run_id, ref, view.sha, pipeline_variables(view))
+        except PipelineRefused as refusal:
+            _end(
+                bench, view.run_id, "error", "error", f"could not start: {refusal}", None, error=str(refusal)
+            )
+            return
+    recorded = want(
+        bench.db,
+        view.run_id,
+        "pending",
+        f"pipeline {pipeline.id} started on {view.system}",
+        pipeline.url,
+        state="pending",
+        gitlab_pipeline_id=pipeline.id,
+        gitlab_pipeline_url=pipeline.url,
+    )
+    if recorded:
+        logger().info("pipeline created", extra={"run_id": view.run_id, "pipeline_id": pipeline.id})
+
+
+def _follow(bench: Workbench, view: RunView) -> None:
+    assert view.gitlab_pipeline_id is not None
+    path = project_path(bench.settings.gitlab_group, view.repository_id, view.pipeline)
+    project = bench.gitlab.projects.get(path, lazy=True)
+    try:
+        status = status_of(project, view.gitlab_pipeline_id).status
+    except gitlab.exceptions.GitlabGetError as error:
+        if error.response_code != 404:
+            raise
+        reason = f"pipeline {view.gitlab_pipeline_id} is gone from GitLab"
+        _end(bench, view.run_id, "error", "error", reason, view.gitlab_pipeline_url, error=reason)
+        return
+    if status not in FINISHED:
+        _mark(
+            bench,
+            view.run_id,
+            state="running" if status == "running" else "pending",
+            only=("pending", "running"),
+        )
+        return
+    state, github_state, description = FINAL[status]
+    if status == "canceled" and view.cancel_superseded and _newer_run_exists(bench, view):
+        description = SUPERSEDED  # cancelled by the newer commit's run before it could say so
+    _end(
+        bench,
+        view.run_id,
+        state,
+        github_state,
+        f"{description} on {view.system}" if description != SUPERSEDED else description,
+        view.gitlab_pipeline_url,
+        error=SUPERSEDED if description == SUPERSEDED else None,
+    )
+
+
+def _newer_run_exists(bench: Workbench, view: RunView) -> bool:
+    with bench.db.session() as session:
+        newer = session.scalar(
+            select(Run.id).where(
+                Run.repository_id == view.repository_id,
+                Run.pipeline_name == view.pipeline,
+                Run.ref == view.ref,
+                Run.sha != view.sha,
+                Run.id > view.run_id,
+            )
+        )
+    return newer is not None
+
+
+def supersede(bench: Workbench, repository_id: int, pipeline: str, gitlab_pipeline_id: int) -> None:
+    """A newer commit's run cancelled this pipeline: its run ends `superseded`."""
+    with bench.db.session() as session:
+        found = session.execute(
+            select(Run.id, Run.gitlab_pipeline_url).where(
+                Run.repository_id == repository_id,
+                Run.pipeline_name == pipeline,
+                Run.gitlab_pipeline_id == gitlab_pipeline_id,
+            )
+        ).first()
+    if found is not None:
+        _end(bench, found[0], "canceled", "error", SUPERSEDED, found[1], error=SUPERSEDED)
+        settle(bench.db, found[0], None, utcnow())  # due now, so its status goes out at once
+
+
+def _end(
+    bench: Workbench,
+    run_id: int,
+    state: str,
+    github_state: str,
+    description: str,
+    url: str | None,
+    *,
+    error: str | None = None,
+) -> None:
+    if finish(bench.db, run_id, state, github_state, description, url, error=error):
+        logger().info("run finished", extra={"run_id": run_id, "state": state})
+
+
+def _mark(
+    bench: Workbench, run_id: int, *, state: str, only: tuple[str, ...] = ("queued", "mirrored")
+) -> None:
+    """Record progress, never over a final state."""
+    with bench.db.session() as session:
+        session.execute(update(Run).where(Run.id == run_id, Run.state.in_(only)).values(state=state))
+
+
+def _deliver(bench: Workbench, run_id: int) -> bool:
+    view = load(bench, run_id)
+    if view is None:
+        return True
+    target = Target(view.notification_token, view.full_name, view.sha, bench.context(view.pipeline))
+    return deliver(bench.db, bench.statuses, run_id, target)
+
+
+def _state(bench: Workbench, run_id: int) -> str:
+    with bench.db.session() as session:
+        state = session.scalar(select(Run.state).where(Run.id == run_id))
+    return state or "gone"
+
+
+def _settle(bench: Workbench, run_id: int, ticket: int) -> str:
+    """After a step went through: when to look at the run next."""
+    now = utcnow()
+    with bench.db.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            return "gone"
+        run.attempts = 0
+        state = run.state
+        if run.status_seq > run.posted_seq and not run.unreported:
+            claim = aware(run.status_claim_until)
+            next_at: dt.datetime | None = max(now, claim + dt.timedelta(seconds=1)) if claim else now
+        elif state in FINAL_STATES:
+            next_at = None
+        elif state in ("pending", "running"):
+            next_at = now + dt.timedelta(seconds=bench.settings.reconcile_interval)
+        else:
+            next_at = now
+    settle(bench.db, run_id, ticket, next_at)
+    return state
+
+
+def _failed(bench: Workbench, run_id: int, ticket: int, error: BaseException) -> str:
+    """A step failed: try again after a backoff, or end the run when its window is over."""
+    message = f"{type(error).__name__}: {error}"[:500]
+    log = logger().warning if isinstance(error, TRANSIENT) else logger().error
+    log(
+        "run step failed; will retry",
+        extra={"run_id": run_id, "error": message},
+        exc_info=not isinstance(error, TRANSIENT),
+    )
+    settings = bench.settings
+    now = utcnow()
+    with bench.db.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            return "gone"
+        run.attempts += 1
+        run.last_error = message
+        state, attempts = run.state, run.attempts
+        created, finished = aware(run.created_at) or now, aware(run.finished_at)
+        started = run.gitlab_pipeline_id is not None
+    next_at: dt.datetime | None = now + dt.timedelta(seconds=backoff(attempts, settings.retry_backoff_max))
+    if state not in FINAL_STATES and not started and (now - created).total_seconds() > settings.start_window:
+        reason = f"could not start within {settings.start_window // 60} min: {message}"
+        _end(bench, run_id, "error", "error", reason, None, error=reason)
+        next_at = now
+    elif state in FINAL_STATES and finished and (now - finished).total_seconds() > settings.report_window:
+        with bench.db.session() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(unreported=True))
+        logger().error("final status not reported in time", extra={"run_id": run_id, "error": message})
+        next_at = None
+    settle(bench.db, run_id, ticket, next_at)
+    return state
+
+
 def sync_projects(bench: Workbench, repository_id: int) -> int:
     """Update the mirror projects that exist for a repository after its registration changed."""
     with bench.db.session() as session:
@@ -218,123 +497,6 @@ def sync_projects(bench: Workbench, repository_id: int) -> int:
     return updated
 
 
-def start(bench: Workbench, run_id: int) -> str:
-    """Mirror the commit, create the pipeline, post `pending`. Returns the run's state."""
-    view = load(bench, run_id)
-    if view is None:
-        return "gone"
-    if view.gitlab_pipeline_id is not None or view.state in ("canceled", "error"):
-        return view.state
-    if view.cancel_superseded and _newer_run_exists(bench, view):
-        # Tasks may run out of order: never push an older commit over a newer one.
-        _update(bench, run_id, state="canceled", error="superseded by a newer commit")
-        report(bench, run_id, "error", "superseded by a newer commit", None)
-        return "canceled"
-    spec = project_spec(bench, view)
-    ref = gitlab_ref(view.ref)
-    # Mirror and create under one lock: the mirror branch must still point at this commit
-    # when GitLab resolves the pipeline's ref.
-    with _lock(bench, view.repository_id):
-        project = bench.projects.ensure_project(spec)
-        sha = bench.mirror.fetch(
-            view.repository_id, view.clone_url, SourceRef.for_trigger(view.ref, view.sha)
-        )
-        bench.mirror.push(view.repository_id, project.http_url_to_repo, sha, mirror_ref(view.ref))
-        _update(bench, run_id, state="mirrored")
-        if view.cancel_superseded:
-            for cancelled in cancel_others(project, ref, view.sha):
-                supersede(bench, view.repository_id, view.pipeline, cancelled)
-        try:
-            pipeline = ensure_pipeline(project, run_id, ref, view.sha, pipeline_variables(view))
-        except PipelineRefused as refusal:
-            _update(bench, run_id, state="error", error=str(refusal))
-            report(bench, run_id, "error", f"could not start: {refusal}", None)
-            return "error"
-    _update(bench, run_id, state="pending", gitlab_pipeline_id=pipeline.id, gitlab_pipeline_url=pipeline.url)
-    logger().info("pipeline created", extra={"run_id": run_id, "pipeline_id": pipeline.id})
-    report(bench, run_id, "pending", f"pipeline {pipeline.id} started on {view.system}", pipeline.url)
-    return "pending"
-
-
-def _newer_run_exists(bench: Workbench, view: RunView) -> bool:
-    with bench.db.session() as session:
-        newer = session.scalar(
-            select(Run.id).where(
-                Run.repository_id == view.repository_id,
-                Run.pipeline_name == view.pipeline,
-                Run.ref == view.ref,
-                Run.sha != view.sha,
-                Run.id > view.run_id,
-            )
-        )
-    return newer is not None
-
-
-def supersede(bench: Workbench, repository_id: int, pipeline: str, gitlab_pipeline_id: int) -> None:
-    with bench.db.session() as session:
-        run = session.scalar(
-            select(Run).where(
-                Run.repository_id == repository_id,
-                Run.pipeline_name == pipeline,
-                Run.gitlab_pipeline_id == gitlab_pipeline_id,
-            )
-        )
-        if run is None:
-            return
-        run.state = "canceled"
-        run.error = "superseded by a newer commit"
-        run_id, url = run.id, run.gitlab_pipeline_url
-    report(bench, run_id, "error", "superseded by a newer commit", url)
-
-
-def follow(bench: Workbench, run_id: int, status: str | None = None) -> str:
-    """Record a pipeline's status (from its hook, or read now) and report a final one."""
-    view = load(bench, run_id)
-    if (
-        view is None
-        or view.gitlab_pipeline_id is None
-        or view.state in ("success", "failed", "canceled", "error")
-    ):
-        return view.state if view else "gone"
-    if status is None:
-        path = project_path(bench.settings.gitlab_group, view.repository_id, view.pipeline)
-        project = bench.gitlab.projects.get(path, lazy=True)
-        status = status_of(project, view.gitlab_pipeline_id).status
-    if status not in FINISHED:
-        _update(bench, run_id, state="running" if status == "running" else "pending")
-        return status
-    state, github_state, description = FINAL[status]
-    _update(bench, run_id, state=state)
-    with bench.db.session() as session:
-        url = session.get(Run, run_id).gitlab_pipeline_url  # type: ignore[union-attr]
-    report(bench, run_id, github_state, f"{description} on {view.system}", url)
-    return state
-
-
-def report(bench: Workbench, run_id: int, state: str, description: str, url: str | None) -> None:
-    """Hand a commit status to the notifier (a retried task in workers), or post it now."""
-    if bench.notify is not None:
-        bench.notify(run_id, state, description, url)
-        return
-    post_status(bench, run_id, state, description, url)
-
-
-def post_status(bench: Workbench, run_id: int, state: str, description: str, url: str | None) -> None:
-    """Post a commit status now; raises StatusNotPosted when GitHub does not take it."""
-    view = load(bench, run_id)
-    if view is None:
-        return
-    bench.statuses.post(
-        view.notification_token,
-        view.full_name,
-        view.sha,
-        state=state,
-        context=bench.context(view.pipeline),
-        description=description,
-        url=url,
-    )
-
-
 def cleanup(bench: Workbench, repository_id: int, ref: str) -> int:
     """A source branch or PR went away: delete its mirror branches and cancel their pipelines."""
     with bench.db.session() as session:
@@ -357,19 +519,6 @@ def cleanup(bench: Workbench, repository_id: int, ref: str) -> int:
                 bench.mirror.delete(repository_id, project.http_url_to_repo, mirror_ref(ref))
                 removed += 1
     return removed
-
-
-def unfinished(db: Database, limit: int = 200) -> list[int]:
-    """Runs whose pipeline may still be going: the reconciliation's work list."""
-    with db.session() as session:
-        return list(
-            session.scalars(
-                select(Run.id)
-                .where(Run.state.in_(("pending", "running")), Run.gitlab_pipeline_id.is_not(None))
-                .order_by(Run.id)
-                .limit(limit)
-            )
-        )
 
 
 def _lock(bench: Workbench, repository_id: int) -> AbstractContextManager[None]:

@@ -21,8 +21,8 @@ class Services:
     settings: Settings
     db: Database
     box: SecretBox
-    #: Publishes pending outbox rows to the queue now; returns how many went out.
-    publish: Callable[[], int]
+    #: Hands due runs and outbox rows to the queue now (what the workers' dispatcher does).
+    dispatch: Callable[[], int]
     #: Checks a GitHub token live (PyGithub); raises TokenRejected; returns the repo's privacy.
     check_github_token: Callable[[str, str], bool]
     celery: Any = None

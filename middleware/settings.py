@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = 3600
     #: How long a repository lock outlives a worker that died holding it.
     mirror_lock_timeout: int = 600
+    #: Work handed to the queue that has not progressed after this many seconds is handed out
+    #: again (a lost message, a broker restarted without persistence, a worker killed).
+    dispatch_lease: int = Field(default=60, ge=1)
+    #: How often a running pipeline is read from GitLab when no pipeline hook arrives.
+    reconcile_interval: int = Field(default=30, ge=1)
+    #: The longest pause between two attempts of a failing step.
+    retry_backoff_max: int = Field(default=300, ge=1)
+    #: A run that could not start a pipeline within this many seconds ends `error`.
+    start_window: int = Field(default=6 * 3600, ge=1)
+    #: Reporting a final status keeps trying this long; then the run is marked `unreported`.
+    report_window: int = Field(default=24 * 3600, ge=1)
     log_json: bool = True
 
     @field_validator("allowed_source_hosts", mode="before")

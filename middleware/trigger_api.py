@@ -18,12 +18,12 @@ from sqlalchemy.orm import selectinload
 
 from middleware.commands import check_variable_name
 from middleware.domain import Trigger, TriggerKind
-from middleware.models import OutboxItem, Repository
+from middleware.models import Repository
 from middleware.registry.api import ApiProblem
 from middleware.registry.config import to_config
+from middleware.schedule import insert_runs
 from middleware.services import services
 from middleware.sources import RefNotFound, SourceUnavailable, resolve, valid_ref_name
-from middleware.tasks import RECORD_RUN
 
 bp = Blueprint("trigger", __name__, url_prefix="/api")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -127,6 +127,6 @@ def api_trigger() -> tuple[Response, int]:
         pr_number=pr_number,
     )
     payload = {**asdict(trigger), "kind": trigger.kind.value, "delivery_id": None}
-    with svc.db.session() as session:  # the workers' outbox publisher sends it on
-        session.add(OutboxItem(task=RECORD_RUN, payload=payload))
+    with svc.db.engine.begin() as connection:  # due at once: the workers' dispatcher hands it out
+        insert_runs(connection, [payload])
     return jsonify({"queued": {"pipeline": trigger.pipeline, "ref": display, "sha": sha}}), 202

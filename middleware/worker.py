@@ -1,4 +1,8 @@
-"""Celery entry point: `celery -A middleware.worker:celery worker` (and `beat`)."""
+"""Celery entry point: `celery -A middleware.worker:celery worker`.
+
+No beat is needed: each worker runs the dispatcher (see middleware.dispatcher)
+that hands due runs and outbox rows to the queue.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from celery.signals import worker_ready, worker_shutdown
 
 from middleware import gitlab_projects, templates_project
 from middleware.app import create_app
+from middleware.dispatcher import Dispatcher
 from middleware.logs import logger
-from middleware.outbox import Publisher
 from middleware.services import EXTENSION
 from middleware.settings import refuse_to_start
 
@@ -17,14 +21,14 @@ with refuse_to_start():
     app = create_app()
 services = app.extensions[EXTENSION]
 celery = services.celery
-publisher = Publisher(services.db, celery)
+dispatcher = Dispatcher(services.db, celery, services.settings.dispatch_lease)
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
-def _start_publisher(**_kwargs: Any) -> None:
-    """Each worker also moves the outbox to the queue (see middleware.outbox), and keeps
-    the managed GitLab's templates project up to date."""
-    publisher.start()
+def _start_dispatcher(**_kwargs: Any) -> None:
+    """Each worker also hands due work to the queue, and keeps the managed GitLab's
+    templates project up to date."""
+    dispatcher.start()
     settings = services.settings
     if settings.gitlab_url:
         try:
@@ -39,5 +43,5 @@ def _start_publisher(**_kwargs: Any) -> None:
 
 
 @worker_shutdown.connect  # type: ignore[untyped-decorator]
-def _stop_publisher(**_kwargs: Any) -> None:
-    publisher.stop()
+def _stop_dispatcher(**_kwargs: Any) -> None:
+    dispatcher.stop()

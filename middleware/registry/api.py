@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from middleware.logs import logger
+from middleware import outbox
 from middleware.models import Pipeline, Repository, Run
 from middleware.registry.github_token import TokenRejected
 from middleware.registry.schemas import (
@@ -77,14 +77,10 @@ def admin_only(view: F) -> F:
 
 
 def _sync_mirrors(repo_id: int) -> None:
-    """Let the workers update the mirror projects' settings and CI variables now."""
+    """Let the workers update the mirror projects' settings and CI variables (through the outbox)."""
     svc = services()
-    if not svc.settings.gitlab_url:
-        return
-    try:
-        svc.celery.send_task(SYNC_PROJECTS, args=[repo_id])
-    except Exception:  # noqa: BLE001 - the next run of each pipeline syncs its project anyway
-        logger().warning("could not queue the mirror project sync", extra={"repository_id": repo_id})
+    if svc.settings.gitlab_url:
+        outbox.add(svc.db, SYNC_PROJECTS, {"repository_id": repo_id})
 
 
 def parse(model: type[M]) -> M:
@@ -153,6 +149,7 @@ def repository_json(repo: Repository, svc: Services) -> dict[str, Any]:
 
 
 def run_json(run: Run) -> dict[str, Any]:
+    reported = run.posted_seq >= run.status_seq
     return {
         "id": run.id,
         "pipeline": run.pipeline_name,
@@ -166,8 +163,17 @@ def run_json(run: Run) -> dict[str, Any]:
         "gitlab_pipeline_id": run.gitlab_pipeline_id,
         "gitlab_pipeline_url": run.gitlab_pipeline_url,
         "error": run.error,
+        "status": {
+            "state": run.status_state,
+            "description": run.status_description,
+            "reported": reported,
+            "unreported": run.unreported,
+        },
+        "attempts": run.attempts,
+        "last_error": run.last_error,
         "created_at": run.created_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
 
 

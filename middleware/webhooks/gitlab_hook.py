@@ -1,7 +1,9 @@
 """`POST /webhooks/gitlab`: GitLab's pipeline hooks, checked with `X-Gitlab-Token`.
 
-A hook only says "look again": the run is followed by a task that records the
-status and reports it to GitHub. A lost hook is caught by the reconciliation.
+A hook only says "look again": it makes the pipeline's run due at once, and the
+worker that takes it reads the pipeline from GitLab's API before it records or
+reports anything (the hook's body is never trusted for the status). A lost
+hook costs only time: running pipelines are read every RECONCILE_INTERVAL.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
-from middleware.models import Run
+from middleware.schedule import poke
 from middleware.services import services
-from middleware.tasks import FOLLOW_RUN
 
 bp = Blueprint("gitlab_hooks", __name__, url_prefix="/webhooks")
+
+#: GitLab's ids are 64-bit; anything else is not a pipeline of ours.
+MAX_ID = 2**63 - 1
 
 
 def _text(status: int, text: str) -> Response:
@@ -33,15 +37,13 @@ def gitlab_webhook() -> Response:
     if not isinstance(body, dict) or body.get("object_kind") != "pipeline":
         return _text(202, "not a pipeline event: nothing to do")
     attributes = body.get("object_attributes")
-    if not isinstance(attributes, dict) or not isinstance(attributes.get("id"), int):
-        return _text(400, "pipeline event without object_attributes.id")
-    status = attributes.get("status")
-    with svc.db.session() as session:
-        run_id = session.scalar(select(Run.id).where(Run.gitlab_pipeline_id == attributes["id"]))
+    pipeline_id = attributes.get("id") if isinstance(attributes, dict) else None
+    if not isinstance(pipeline_id, int) or isinstance(pipeline_id, bool) or not 0 < pipeline_id <= MAX_ID:
+        return _text(400, "pipeline event without a valid object_attributes.id")
+    try:
+        run_id = poke(svc.db, pipeline_id)
+    except SQLAlchemyError:
+        return _text(503, "storage unavailable; try again")
     if run_id is None:
         return _text(202, "no run for this pipeline")
-    try:
-        svc.celery.send_task(FOLLOW_RUN, args=[run_id, status if isinstance(status, str) else None])
-    except Exception:  # noqa: BLE001 - GitLab redelivers failed hooks; the reconciliation polls anyway
-        return _text(503, "queue unavailable; try again")
     return _text(202, f"following run {run_id}")

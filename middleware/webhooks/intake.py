@@ -2,9 +2,11 @@
 
 Order of checks: size limit, parse, look up the repository named in the
 payload, verify `X-Hub-Signature-256` with that repository's secret. Nothing
-else is read or stored before the signature holds. Accepted deliveries and
-their triggers are written in one transaction (the outbox), so a broker
-outage loses nothing, and a redelivered id is answered `duplicate`.
+else is read or stored before the signature holds. An accepted delivery, its
+triggers (as runs, due at once) and its cleanups (outbox rows) are written in
+one transaction before the answer: the workers drive them from the database,
+so nothing accepted depends on the broker. A redelivered id is answered
+`duplicate`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from middleware.ops import metrics
 from middleware.policy import decide
 from middleware.registry.cache import Registration
 from middleware.registry.config import to_config
+from middleware.schedule import insert_runs
 from middleware.services import services
-from middleware.tasks import RECORD_CLEANUP, RECORD_RUN
+from middleware.tasks import RECORD_CLEANUP
 from middleware.webhooks.enrich import EnrichmentUnavailable, is_command_candidate, pin_pull_request
 from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
 from middleware.webhooks.signature import verify
@@ -150,14 +153,8 @@ def _handle() -> tuple[str, str, int, str]:
             status, text = 202, "queued: " + "; ".join(queued + cleaned)
     outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
     try:
-        rows = [
-            {
-                "delivery_id": delivery_id,
-                "task": RECORD_RUN,
-                "payload": storable(trigger_payload(delivery_id, t)),
-            }
-            for t in decision.triggers
-        ] + [
+        triggers = [storable(trigger_payload(delivery_id, t)) for t in decision.triggers]
+        cleanups = [
             {
                 "delivery_id": delivery_id,
                 "task": RECORD_CLEANUP,
@@ -165,8 +162,9 @@ def _handle() -> tuple[str, str, int, str]:
             }
             for c in decision.cleanups
         ]
-        # Core inserts in one transaction: the delivery and its outbox rows commit together.
+        # Core inserts in one transaction: the delivery, its runs and its outbox rows commit together.
         with svc.db.engine.begin() as connection:
+            now = utcnow()
             connection.execute(
                 insert(Delivery).values(
                     id=delivery_id,
@@ -174,13 +172,14 @@ def _handle() -> tuple[str, str, int, str]:
                     repository_id=config.id,
                     outcome=outcome,
                     detail=storable(text)[:2000],
-                    received_at=utcnow(),
+                    received_at=now,
                 )
             )
-            if rows:
-                now = utcnow()
+            insert_runs(connection, triggers)
+            if cleanups:
                 connection.execute(
-                    insert(OutboxItem), [{**row, "created_at": now, "attempts": 0} for row in rows]
+                    insert(OutboxItem),
+                    [{**row, "created_at": now, "due_at": now, "attempts": 0} for row in cleanups],
                 )
         for trigger in decision.triggers:
             metrics().triggers.labels(trigger.kind.value).inc()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from middleware.app import create_app
-from middleware.models import OutboxItem
+from middleware.models import Run
 from middleware.services import EXTENSION
 from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
 
@@ -97,9 +97,9 @@ def test_refs_are_resolved_with_git_ls_remote(sandbox_app, served_repository, re
     assert answer.get_json()["queued"] == {"pipeline": "cpu", "ref": expected_ref, "sha": shas[sha_key]}
     svc = sandbox_app.extensions[EXTENSION]
     with svc.db.session() as session:
-        (item,) = session.query(OutboxItem).all()
-        assert item.payload["kind"] == "api"
-        assert item.payload["variables"] == {"N": "4"}
+        (run,) = session.query(Run).all()
+        assert (run.trigger_kind, run.sha, run.state) == ("api", shas[sha_key], "queued")
+        assert run.variables == {"N": "4"}
 
 
 @pytest.mark.parametrize(

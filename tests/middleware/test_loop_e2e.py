@@ -136,6 +136,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             "INSECURE_SANDBOX": "1",
             "BROKER_VISIBILITY_TIMEOUT": "6",
             "MIRROR_LOCK_TIMEOUT": "8",
+            "DISPATCH_LEASE": "5",
+            "RECONCILE_INTERVAL": "2",
+            "RETRY_BACKOFF_MAX": "2",
         }
         service_iter = start_service(tmp, database_url, {"REDIS_URL": redis_url}, gh, extra)
         service = next(service_iter)

@@ -19,8 +19,8 @@ from middleware.app import create_app
 from middleware.gitlab_mirror import SourceRef
 from middleware.models import Run
 from middleware.pipelines import ensure_pipeline
+from middleware.schedule import record_run
 from middleware.services import EXTENSION
-from middleware.tasks import record_run
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
 from sandbox.github.server import run_github
@@ -118,13 +118,16 @@ class World:
         return self.client.projects.get(f"firecrest-ci/{self.repo_id}/cpu")
 
     def wait_finished(self, run_id: int, timeout: float = 60) -> str:
+        """Drive the run as the workers do (failures recorded, not raised) until it is final
+        and its final status is posted."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = runs.follow(self.bench, run_id)
-            if state in ("success", "failed", "canceled", "error"):
+            state = runs.advance(self.bench, run_id)
+            run = self.run(run_id)
+            if state in ("success", "failed", "canceled", "error") and run.posted_seq == run.status_seq:
                 return state
             time.sleep(0.3)
-        raise AssertionError(f"run {run_id} did not finish")
+        raise AssertionError(f"run {run_id} did not finish: {self.run(run_id).last_error}")
 
     def statuses(self, sha: str) -> list[dict[str, Any]]:
         return [s for s in self.gh.state.statuses if s["sha"] == sha]
@@ -205,6 +208,8 @@ def test_a_newer_commit_cancels_the_superseded_pipeline(world):
     runs.start(world.bench, second)
     assert world.run(first).state == "canceled"
     assert world.run(first).error == "superseded by a newer commit"
+    assert world.run(first).next_check_at is not None  # due at once: the dispatcher hands it out
+    assert runs.advance(world.bench, first) == "canceled"
     assert world.statuses(old)[-1]["state"] == "error"
     assert "superseded" in world.statuses(old)[-1]["description"]
     assert world.wait_finished(second) == "success"

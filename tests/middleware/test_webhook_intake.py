@@ -1,4 +1,4 @@
-"""POST /webhooks/github through the Flask app: order of checks, answers, dedup, outbox."""
+"""POST /webhooks/github through the Flask app: order of checks, answers, dedup, runs and outbox."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import func, select
 
-from middleware.models import Delivery, OutboxItem
+from middleware.models import Delivery, OutboxItem, Run
 from middleware.webhooks.signature import sign
 from tests.middleware.conftest import admin, deliver, load_payload, repository_body, retarget
 
@@ -15,6 +15,11 @@ from tests.middleware.conftest import admin, deliver, load_payload, repository_b
 def outbox(svc) -> list[OutboxItem]:
     with svc.db.session() as session:
         return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def runs(svc) -> list[Run]:
+    with svc.db.session() as session:
+        return list(session.scalars(select(Run).order_by(Run.id)))
 
 
 def deliveries(svc) -> int:
@@ -36,18 +41,20 @@ def test_push_to_enabled_branch_queues_every_pipeline(client, registered, svc):
     text = answer.get_data(as_text=True)
     assert text.startswith("queued: cpu@aaaaaaaaaaaa")
     assert "gpu@" in text
-    items = outbox(svc)
-    assert [i.payload["pipeline"] for i in items] == ["cpu", "gpu"]
-    assert {i.payload["sha"] for i in items} == {"a" * 40}
-    assert all(i.published_at is None for i in items)  # the answer does not wait for the broker
-    assert svc.publish() == 2  # the workers' publisher sends them on (in-memory broker here)
-    assert all(i.published_at is not None for i in outbox(svc))
+    recorded = runs(svc)
+    assert [r.pipeline_name for r in recorded] == ["cpu", "gpu"]
+    assert {r.sha for r in recorded} == {"a" * 40}
+    assert {(r.state, r.ticket) for r in recorded} == {("queued", 0)}  # the answer waits for no broker
+    assert all(r.next_check_at is not None for r in recorded)  # due at once
+    assert svc.dispatch() == 2  # the workers' dispatcher hands them out (in-memory broker here)
+    assert {r.ticket for r in runs(svc)} == {1}
+    assert svc.dispatch() == 0  # not again until the lease runs out
 
 
 def test_form_encoded_deliveries_are_accepted(client, registered, svc):
     answer = deliver(client, "push", push_payload(), registered["webhook_secret"], form=True)
     assert answer.status_code == 202
-    assert len(outbox(svc)) == 2
+    assert len(runs(svc)) == 2
 
 
 def test_ping_answers_pong(client, registered):
@@ -78,7 +85,7 @@ def test_bad_missing_and_sha1_signatures_get_401_and_store_nothing(client, regis
         answer = deliver(client, "push", body, registered["webhook_secret"], signature=signature)
         assert answer.status_code == 401, signature
     assert "signature" in answer.get_data(as_text=True)
-    assert outbox(svc) == [] and deliveries(svc) == 0
+    assert runs(svc) == [] and outbox(svc) == [] and deliveries(svc) == 0
 
 
 def test_unregistered_repository_gets_404(client, registered):
@@ -98,7 +105,7 @@ def test_malformed_bodies_get_400(client, registered, svc):
     answer = deliver(client, "push", missing_ref, secret)
     assert answer.status_code == 400
     assert "malformed push payload" in answer.get_data(as_text=True)
-    assert outbox(svc) == []
+    assert runs(svc) == []
 
 
 def test_missing_headers_get_400(client, registered):
@@ -125,14 +132,14 @@ def test_redelivery_is_a_duplicate_and_enqueues_nothing(client, registered, svc)
     assert first.status_code == 202
     assert again.status_code == 200
     assert "duplicate" in again.get_data(as_text=True)
-    assert len(outbox(svc)) == 2 and deliveries(svc) == 1
+    assert len(runs(svc)) == 2 and deliveries(svc) == 1
 
 
 def test_event_that_triggers_nothing_gets_202_with_a_reason(client, registered, svc):
     answer = deliver(client, "push", push_payload("feature/x"), registered["webhook_secret"])
     assert answer.status_code == 202
     assert answer.get_data(as_text=True).startswith("nothing to run:")
-    assert outbox(svc) == []
+    assert runs(svc) == []
     assert deliveries(svc) == 1
 
 
@@ -140,8 +147,8 @@ def test_hostile_branch_names_never_reach_a_trigger_as_options(client, registere
     for branch in ("--upload-pack=touch pwned", "main\nrm -rf /", "mäin-ünïcode"):
         answer = deliver(client, "push", push_payload(branch), registered["webhook_secret"])
         assert answer.status_code in (202, 400), branch
-    for item in outbox(svc):
-        assert not item.payload["ref"].startswith("-")
+    for run in runs(svc):
+        assert not run.ref.startswith("-")
 
 
 def test_nul_characters_are_stored_escaped_not_refused(client, registered, svc):
@@ -165,6 +172,7 @@ def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc
     assert answer.status_code == 202
     items = outbox(svc)
     assert [i.task for i in items] == ["firecrest_ci.record_cleanup"]
+    assert runs(svc) == []
 
 
 def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, svc, monkeypatch):
@@ -183,8 +191,10 @@ def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, s
 
 
 def test_broker_outage_loses_nothing(tmp_path):
+    from celery import Celery
+
     from middleware.app import create_app
-    from middleware.outbox import publish_pending
+    from middleware.dispatcher import Dispatcher
     from middleware.services import EXTENSION
     from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
 
@@ -201,15 +211,16 @@ def test_broker_outage_loses_nothing(tmp_path):
     )
     answer = deliver(client, "push", push_payload(), repo["webhook_secret"])
     assert answer.status_code == 202  # accepted and stored while the broker is down
-    assert publish_pending(svc.db, svc.celery) == 0  # the broker refuses: nothing is lost
-    pending = outbox(svc)
-    assert len(pending) == 1 and pending[0].published_at is None and pending[0].attempts == 1
-    assert "Error" in (pending[0].last_error or "")
-    from celery import Celery
-
-    working = Celery(broker="memory://")
-    assert publish_pending(svc.db, working) == 1
-    assert outbox(svc)[0].published_at is not None
+    deleted = push_payload("main") | {"deleted": True, "after": "0" * 40}
+    assert deliver(client, "push", deleted, repo["webhook_secret"]).status_code == 202
+    assert svc.dispatch() == 0  # the broker refuses: nothing went out, and nothing is lost
+    (run,) = runs(svc)
+    assert run.state == "queued" and run.next_check_at is not None
+    (cleanup,) = outbox(svc)
+    assert cleanup.done_at is None and "broker" in (cleanup.last_error or "")
+    working = Dispatcher(svc.db, Celery(broker="memory://"), lease=60)
+    assert working.once() == 2  # both are still due and go out once the broker is back
+    assert outbox(svc)[0].done_at is None  # handed out is not done: only the task marks it done
 
 
 def test_logs_carry_delivery_repository_and_outcome_but_no_secret(client, registered, capfd):

@@ -1,0 +1,58 @@
+"""The loop in every worker that hands due work to the queue: outbox rows and runs.
+
+Started with the worker (see middleware.worker). The database says what is
+due; this loop only carries it to the broker, and keeps going through broker
+and database outages: whatever it could not hand out stays due.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from middleware import outbox, schedule
+from middleware.db import Database
+from middleware.logs import logger
+
+#: How often it looks for due work when there was none.
+INTERVAL = 0.2
+
+
+class Dispatcher:
+    """A daemon thread; several workers' dispatchers share the work (SKIP LOCKED)."""
+
+    def __init__(self, db: Database, celery: Any, lease: float, interval: float = INTERVAL) -> None:
+        self._db = db
+        self._celery = celery
+        self._lease = lease
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def once(self) -> int:
+        """Hand out one batch of each kind; returns how many messages went out."""
+        return outbox.publish_due(self._db, self._celery, self._lease) + schedule.dispatch_due(
+            self._db, self._celery, self._lease
+        )
+
+    def _loop(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                busy = self.once() > 0
+                if failing:
+                    logger().info("dispatcher working again")
+                failing = False
+            except Exception as error:  # noqa: BLE001 - the database may be away for a while; keep going
+                if not failing:
+                    logger().warning("dispatcher failed; retrying", extra={"error": type(error).__name__})
+                failing, busy = True, False
+            if not busy:
+                self._stop.wait(self._interval)

@@ -1,0 +1,150 @@
+"""When each run is driven next: the database is the schedule, the broker only carries it.
+
+An accepted trigger is written as a Run in the intake's own transaction, due at
+once. A dispatcher in every worker hands due runs to Celery as `(run id,
+ticket)` and pushes `next_check_at` one lease ahead, so a message that the
+broker loses (a restart without persistence, a worker killed) is handed out
+again when the lease runs out. The worker that advances a run settles its
+next check (none once nothing is left, the reconcile interval while its
+pipeline runs, a backoff after a failure) only if no newer hand-out or hook
+poke happened meanwhile. Tickets let a worker skip a message that a newer
+hand-out replaced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from middleware.db import Database
+from middleware.logs import logger
+from middleware.models import Run, utcnow
+
+ADVANCE_RUN = "firecrest_ci.advance_run"
+BATCH = 200
+
+
+def run_row(trigger: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The Run columns of one trigger (as the policy's Trigger, in dict form)."""
+    return {
+        "repository_id": trigger["repository_id"],
+        "pipeline_name": trigger["pipeline"],
+        "sha": trigger["sha"],
+        "trigger_kind": trigger["kind"],
+        "ref": trigger["ref"],
+        "pr_number": trigger.get("pr_number"),
+        "variables": trigger.get("variables") or {},
+        "reason": trigger.get("reason", ""),
+        "state": "queued",
+        "created_at": now,
+        "updated_at": now,
+        "next_check_at": now,
+        "ticket": 0,
+    }
+
+
+def insert_runs(connection: Connection, triggers: Iterable[dict[str, Any]]) -> None:
+    """Record triggers as due runs, inside the caller's transaction; a known run key is kept as is."""
+    now = utcnow()
+    rows = [run_row(t, now) for t in triggers]
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(Run).on_conflict_do_nothing(
+        index_elements=["repository_id", "pipeline_name", "sha", "trigger_kind"]
+    )
+    connection.execute(statement, rows)
+
+
+def record_run(db: Database, trigger: dict[str, Any]) -> int:
+    """Record one trigger as a run (once per key) and return the run's id."""
+    with db.engine.begin() as connection:
+        insert_runs(connection, [trigger])
+        found = connection.scalar(
+            select(Run.id).where(
+                Run.repository_id == trigger["repository_id"],
+                Run.pipeline_name == trigger["pipeline"],
+                Run.sha == trigger["sha"],
+                Run.trigger_kind == trigger["kind"],
+            )
+        )
+    assert found is not None
+    return int(found)
+
+
+def dispatch_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) -> int:
+    """Hand the runs that are due to the queue, each with a new ticket; returns how many.
+
+    The claim (new ticket, next check one lease ahead) commits before the messages go
+    out, so a worker never sees a message before its ticket. Runs whose message could not
+    be sent are made due again at once.
+    """
+    now = utcnow()
+    with db.session() as session:
+        query = (
+            select(Run.id).where(Run.next_check_at <= now).order_by(Run.next_check_at, Run.id).limit(limit)
+        )
+        if db.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(session.scalars(query))
+        if not ids:
+            return 0
+        session.execute(
+            update(Run)
+            .where(Run.id.in_(ids))
+            .values(ticket=Run.ticket + 1, next_check_at=now + dt.timedelta(seconds=lease))
+        )
+        tickets = {
+            row[0]: row[1] for row in session.execute(select(Run.id, Run.ticket).where(Run.id.in_(ids)))
+        }
+    sent = 0
+    try:
+        with celery.producer_or_acquire() as producer:
+            for run_id in ids:
+                celery.send_task(ADVANCE_RUN, args=[run_id, tickets[run_id]], producer=producer, retry=False)
+                sent += 1
+    except Exception as error:  # noqa: BLE001 - any broker failure: the rest are due again at once
+        logger().warning("could not hand runs to the queue", extra={"error": type(error).__name__})
+        with db.session() as session:
+            session.execute(update(Run).where(Run.id.in_(ids[sent:])).values(next_check_at=now))
+    return sent
+
+
+def settle(db: Database, run_id: int, ticket: int | None, next_check_at: dt.datetime | None) -> bool:
+    """Set when the run is looked at next, unless a newer hand-out or a poke came meanwhile."""
+    with db.session() as session:
+        statement = update(Run).where(Run.id == run_id)
+        if ticket is not None:
+            statement = statement.where(Run.ticket == ticket)
+        done = session.execute(statement.values(next_check_at=next_check_at))
+        return bool(getattr(done, "rowcount", 0))
+
+
+def poke(db: Database, gitlab_pipeline_id: int) -> int | None:
+    """GitLab says a pipeline changed: make its run due now. Returns the run's id, if any."""
+    with db.session() as session:
+        run_id = session.scalar(select(Run.id).where(Run.gitlab_pipeline_id == gitlab_pipeline_id))
+        if run_id is None:
+            return None
+        session.execute(
+            update(Run).where(Run.id == run_id).values(ticket=Run.ticket + 1, next_check_at=utcnow())
+        )
+        return int(run_id)
+
+
+def backoff(attempts: int, cap: float, base: float = 1.0) -> float:
+    """Seconds before the next attempt: doubling from `base`, capped, with jitter."""
+    delay: float = min(cap, base * 2 ** min(attempts, 30))
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+
+def aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands timestamps back without their zone; every stored timestamp is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
