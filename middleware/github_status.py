@@ -38,11 +38,13 @@ class StatusReporter:
     def __init__(self, api_url: str, *, write_interval: float = 1.0) -> None:
         self._api_url = api_url
         self._write_interval = write_interval
+        # Reads are retried on 5xx and 429; a POST only when it never reached GitHub (connect
+        # errors): a status is not idempotent, and a lost answer is settled by `posted`.
         self._retry = Retry(
             total=TRIES - 1,
             backoff_factor=0.5,
             status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,
+            allowed_methods=frozenset({"GET", "HEAD"}),
             respect_retry_after_header=True,
         )
 

@@ -39,6 +39,8 @@ class GitHubState:
     comments: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     down_until: float = 0.0
+    #: The next N commit statuses are recorded, then answered 502 (an answer lost on the way).
+    lose_status_answers: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -314,6 +316,10 @@ def create_app(state: GitHubState | None = None) -> Flask:
                 "received_at": time.time(),
             }
             gh.statuses.append(record)
+            lose = gh.lose_status_answers > 0
+            gh.lose_status_answers -= int(lose)
+        if lose:
+            return error(502, "Server Error")
         response = jsonify({k: v for k, v in record.items() if k not in ("repository", "sha", "received_at")})
         response.status_code = 201
         return response

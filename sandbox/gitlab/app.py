@@ -60,6 +60,13 @@ class GitLabState:
     faults: int = 0
     #: Seconds every push waits before it is received (to catch a worker mid-mirror).
     push_delay: float = 0.0
+    #: Seconds a pipeline create waits after the pipeline exists, before it answers.
+    create_delay: float = 0.0
+    #: The next N pipeline creates make the pipeline, then answer 502 (an answer lost on the way).
+    fail_after_create: int = 0
+    #: Markers a test waits for, to kill a worker inside a push or a create.
+    pushes_in_progress: int = 0
+    creates_in_progress: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -349,9 +356,20 @@ def create_app(state: GitLabState) -> Flask:
         }
         body = request.get_data()
         env["CONTENT_LENGTH"] = str(len(body))
-        if rest == "git-receive-pack" and gl.push_delay:
-            time.sleep(gl.push_delay)
-        done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
+        pushing = rest == "git-receive-pack"
+        if pushing:
+            with gl.lock:
+                gl.pushes_in_progress += 1
+        try:
+            if pushing and gl.push_delay:
+                time.sleep(gl.push_delay)
+            done = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+            )
+        finally:
+            if pushing:
+                with gl.lock:
+                    gl.pushes_in_progress -= 1
         head, _, payload = done.stdout.partition(b"\r\n\r\n")
         if not _:
             head, _, payload = done.stdout.partition(b"\n\n")
@@ -509,6 +527,18 @@ def create_app(state: GitLabState) -> Flask:
             **variables,
         }
         runner.start(pipeline, stages, repo, env)
+        with gl.lock:
+            lose = gl.fail_after_create > 0
+            gl.fail_after_create -= int(lose)
+            gl.creates_in_progress += 1
+        try:
+            if gl.create_delay:
+                time.sleep(gl.create_delay)
+        finally:
+            with gl.lock:
+                gl.creates_in_progress -= 1
+        if lose:
+            return error(502, "502 Bad Gateway")
         response = jsonify(pipeline_json(pipeline))
         response.status_code = 201
         return response

@@ -300,3 +300,80 @@ def test_registration_changes_reach_the_mirror_projects_variables(world):
     variables = {v.key: v.value for v in world.mirror_project().variables.list()}
     assert variables["FIRECREST_CLIENT_SECRET"] == "rotated-firecrest-secret-42"
     assert variables["FIRECREST_ACCOUNT"] == "proj99"
+
+
+def drive(world: World, run_id: int, until: float) -> None:
+    """Advance a run the way the dispatcher would, whenever it is due, until the deadline."""
+    from middleware.models import utcnow
+    from middleware.schedule import aware
+
+    while time.monotonic() < until:
+        due = aware(world.run(run_id).next_check_at)
+        if due is None:
+            return
+        if due <= utcnow():
+            runs.advance(world.bench, run_id)
+        time.sleep(0.1)
+
+
+def test_a_lost_answer_to_the_final_status_does_not_post_it_twice(world):
+    sha = world.commit("echo once")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)
+    world.gh.state.lose_status_answers = 1  # GitHub records the final status, its answer is lost
+    world.wait_finished(run_id)
+    finals = [s for s in world.statuses(sha) if s["state"] != "pending"]
+    assert [s["state"] for s in finals] == ["success"]
+    assert world.gh.state.lose_status_answers == 0  # the fault really happened
+    assert world.run(run_id).attempts == 0 and "502" in (world.run(run_id).last_error or "")
+
+
+def test_gitlab_502_after_creating_the_pipeline_adopts_it(world):
+    sha = world.commit("echo adopted")
+    run_id = world.trigger(sha)
+    world.gl.state.fail_after_create = 1
+    assert runs.advance(world.bench, run_id) == "mirrored"  # the create "failed": tried again later
+    assert world.gl.state.fail_after_create == 0
+    assert "502" in (world.run(run_id).last_error or "")
+    assert world.wait_finished(run_id) == "success"
+    (pipeline,) = world.mirror_project().pipelines.list(sha=sha)
+    assert world.run(run_id).gitlab_pipeline_id == pipeline.id
+    assert [s["state"] for s in world.statuses(sha)] == ["pending", "success"]
+
+
+def test_a_run_that_cannot_start_in_its_window_ends_error_with_the_reason(world):
+    world.bench.settings = world.bench.settings.model_copy(update={"start_window": 1, "retry_backoff_max": 1})
+    sha = world.commit("true")
+    run_id = world.trigger(sha)
+    world.gl.state.fault_5xx_rate = 1.0  # GitLab answers nothing but 502
+    drive(world, run_id, time.monotonic() + 30)
+    world.gl.state.fault_5xx_rate = 0.0
+    run = world.run(run_id)
+    assert run.state == "error" and run.next_check_at is None
+    assert run.error.startswith("could not start within 0 min") and "502" in run.error
+    (status,) = world.statuses(sha)
+    assert status["state"] == "error" and status["description"].startswith("could not start")
+
+
+def test_a_final_status_not_posted_in_the_report_window_marks_the_run_unreported(world):
+    world.bench.settings = world.bench.settings.model_copy(
+        update={"report_window": 2, "retry_backoff_max": 1}
+    )
+    sha = world.commit("echo fine")
+    run_id = world.trigger(sha)
+    runs.start(world.bench, run_id)
+    world.gh.state.down_until = time.time() + 3600  # GitHub gone for good
+    drive(world, run_id, time.monotonic() + 60)
+    run = world.run(run_id)
+    assert (run.state, run.unreported, run.next_check_at) == ("success", True, None)
+    assert [s["state"] for s in world.statuses(sha)] == ["pending"]
+    http = world.app.test_client()
+    listed = http.get(f"/api/repositories/{world.repo_id}/runs", headers={"Authorization": f"Bearer {ADMIN}"})
+    (shown,) = listed.get_json()["runs"]
+    assert shown["status"] == {
+        "state": "success",
+        "description": "pipeline passed on cluster",
+        "reported": False,
+        "unreported": True,
+    }
+    assert "firecrest_ci_runs_unreported 1.0" in http.get("/metrics").get_data(as_text=True)
