@@ -2,7 +2,7 @@
 
 Context `<prefix>/<pipeline>`, description cut to GitHub's 140 characters,
 target URL the GitLab pipeline. Retries ride on PyGithub's urllib3 Retry
-(5xx, 429 and connection errors, with backoff), bounded (`MAX_SECONDS`) so a
+(5xx, 429 and connection errors, with backoff), bounded (`max_seconds`) so a
 long outage ends with an exception the caller records and retries later.
 `posted` looks a status up, for a retry that cannot know whether its earlier
 attempt reached GitHub.
@@ -26,23 +26,25 @@ def describe(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
-#: Per request, and the request's tries: one post or look-up ends within MAX_SECONDS.
-TIMEOUT = 10
-TRIES = 4
-MAX_SECONDS = TRIES * TIMEOUT + 0.5 * (2**TRIES)
+#: A request's tries (reads only; a POST is tried once unless it never reached GitHub).
+TRIES = 3
+BACKOFF = 0.5
 #: How many of a commit's newest statuses a look-up reads (GitHub lists newest first).
 LOOKUP_DEPTH = 100
 
 
 class StatusReporter:
-    def __init__(self, api_url: str, *, write_interval: float = 1.0) -> None:
+    def __init__(self, api_url: str, *, write_interval: float = 1.0, timeout: int = 10) -> None:
         self._api_url = api_url
         self._write_interval = write_interval
+        self._timeout = timeout
+        #: The longest one post or one look-up can take, every try and pause included.
+        self.max_seconds: float = TRIES * (timeout + write_interval) + BACKOFF * (2**TRIES)
         # Reads are retried on 5xx and 429; a POST only when it never reached GitHub (connect
         # errors): a status is not idempotent, and a lost answer is settled by `posted`.
         self._retry = Retry(
             total=TRIES - 1,
-            backoff_factor=0.5,
+            backoff_factor=BACKOFF,
             status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "HEAD"}),
             respect_retry_after_header=True,
@@ -112,7 +114,7 @@ class StatusReporter:
             base_url=self._api_url,
             auth=Auth.Token(token),
             retry=self._retry,
-            timeout=TIMEOUT,
+            timeout=self._timeout,
             seconds_between_writes=self._write_interval,
             lazy=True,
         )

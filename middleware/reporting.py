@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from sqlalchemy import or_, update
 
 from middleware.db import Database
-from middleware.github_status import MAX_SECONDS, StatusReporter
+from middleware.github_status import StatusReporter
 from middleware.models import Run, utcnow
 
 FINAL_STATES = ("success", "failed", "canceled", "error")
-#: A claim outlasts the slowest post (every retry of every request).
-CLAIM_SECONDS = 2 * MAX_SECONDS + 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,11 @@ class Target:
     repository: str
     sha: str
     context: str
+
+
+def claim_seconds(statuses: StatusReporter) -> float:
+    """A claim outlasts the slowest attempt: a look-up and a post, every try included."""
+    return 2 * statuses.max_seconds + 2
 
 
 def want(db: Database, run_id: int, status: str, description: str, url: str | None, **values: object) -> bool:
@@ -102,7 +105,7 @@ def deliver(db: Database, statuses: StatusReporter, run_id: int, target: Target)
                 Run.status_seq == seq,
                 or_(Run.status_claim_until.is_(None), Run.status_claim_until < now),
             )
-            .values(status_claim_until=now + dt.timedelta(seconds=CLAIM_SECONDS), tried_seq=seq)
+            .values(status_claim_until=now + dt.timedelta(seconds=claim_seconds(statuses)), tried_seq=seq)
         )
         if not getattr(claimed, "rowcount", 0):
             return False

@@ -72,7 +72,11 @@ class Workbench:
             box=box,
             mirror=Mirror(settings.data_dir / "mirrors", settings.gitlab_token or None),
             gitlab=client(settings.gitlab_url, settings.gitlab_token),
-            statuses=StatusReporter(settings.github_api_url, write_interval=settings.github_write_interval),
+            statuses=StatusReporter(
+                settings.github_api_url,
+                write_interval=settings.github_write_interval,
+                timeout=settings.github_timeout,
+            ),
         )
 
     @property

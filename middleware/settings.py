@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     firecrest_token_url: str = ""
     #: PyGithub's pause between writes (GitHub asks for one second).
     github_write_interval: float = 1.0
+    #: Seconds one request to GitHub may take; a status claim lasts as long as the slowest attempt.
+    github_timeout: int = Field(default=10, ge=1)
     broker_visibility_timeout: int = 3600
     #: How long a repository lock outlives a worker that died holding it.
     mirror_lock_timeout: int = 600

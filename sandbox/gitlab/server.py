@@ -12,6 +12,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandbox.firecrest.server import QuietHandler
 from sandbox.gitlab.app import GitLabState, create_app
+from sandbox.gitlab.pipelines import Pipeline
 
 
 @dataclass
@@ -22,6 +23,8 @@ class GitLabHandle:
     state: GitLabState
     _server: BaseWSGIServer
     _thread: threading.Thread
+    #: Every pipeline created, by id (what the API lists, for tests that count them).
+    pipelines: dict[int, Pipeline]
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -37,7 +40,14 @@ def run_gitlab(root: Path, token: str = "glpat-sandbox-token-0123456789") -> Ite
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="gitlab-stand-in", daemon=True)
     thread.start()
-    handle = GitLabHandle(f"http://127.0.0.1:{server.server_port}", token, state, server, thread)
+    handle = GitLabHandle(
+        f"http://127.0.0.1:{server.server_port}",
+        token,
+        state,
+        server,
+        thread,
+        app.extensions["gitlab_pipelines"],
+    )
     try:
         yield handle
     finally:

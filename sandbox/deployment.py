@@ -1,0 +1,452 @@
+"""The middleware as deployed, on servers a fault scenario owns, and the count of what it lost.
+
+gunicorn and a Celery worker as subprocesses, on a redis-server and a PostgreSQL
+cluster of their own (see sandbox.servers) that a scenario may stop, crash or
+restart, with the GitLab and GitHub stand-ins in this process so a scenario can
+inject faults and watch markers (a worker inside a push, inside a create). A
+burst sends one signed push delivery per commit, as GitHub sends them, and
+sends again, with the same delivery id, whatever was not answered 2xx (as a
+person pressing "Redeliver" would). The tally then checks the delivery
+guarantee: every trigger of an accepted delivery reached one final outcome,
+reported to the GitHub stand-in, with at most one pipeline per run and one
+final status per commit and context. The scenario tests and the benchmark
+(`benchmarks/delivery_guarantee.py`) share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gitlab
+import httpx
+import psycopg
+import redis
+from psycopg import sql
+
+from middleware.webhooks.signature import sign
+from sandbox.demo_loop import GH_TOKEN, free_port
+from sandbox.github.server import GitHubHandle, run_github
+from sandbox.gitlab.server import GitLabHandle, run_gitlab
+from sandbox.servers import PostgresCluster, RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ADMIN = "deployment-admin-token-0123456789"
+REPOSITORY = "octo-org/hpc-code"
+CONTEXT = "firecrest-ci/cpu"
+PUSH_PAYLOAD = ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json"
+#: A pipeline that finishes at once: the scenarios count outcomes, not jobs.
+ENTRYPOINT = "stages: [test]\ncheck:\n  stage: test\n  script:\n    - echo tested $CI_COMMIT_SHA\n"
+FINAL = ("success", "failed", "canceled", "error")
+RUN_COLUMNS = ("id", "sha", "state", "error", "status_seq", "posted_seq", "unreported", "gitlab_pipeline_id")
+
+#: Short leases and backoffs, so that a scenario drains in seconds, not minutes.
+FAST: dict[str, str] = {
+    "DISPATCH_LEASE": "3",
+    "RECONCILE_INTERVAL": "2",
+    "RETRY_BACKOFF_MAX": "2",
+    "BROKER_VISIBILITY_TIMEOUT": "6",
+    "MIRROR_LOCK_TIMEOUT": "6",
+    "GITHUB_WRITE_INTERVAL": "0",
+    "GITHUB_TIMEOUT": "2",
+}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@dataclass
+class Deployment:
+    root: Path
+    redis: RedisServer
+    postgres: PostgresCluster
+    gitlab: GitLabHandle
+    github: GitHubHandle
+    env: dict[str, str]
+    url: str
+    web: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    repository: dict[str, Any] = field(default_factory=dict)
+    source_url: str = ""
+    work: Path = Path()
+
+    # -- processes ---------------------------------------------------------------------
+
+    def start_web(self) -> None:
+        log = open(self.root / "web.log", "a")  # noqa: SIM115 - the process owns it
+        self.web = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "middleware" / "gunicorn.conf.py"),
+             "middleware.wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not start: {self.log('web')[-2000:]}")
+
+    def start_worker(self) -> None:
+        log = open(self.root / "worker.log", "a")  # noqa: SIM115 - the process owns it
+        self.worker = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "middleware.worker:celery", "worker", "--pool=solo",
+             "-Q", "firecrest-ci", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
+             "--without-mingle"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def kill_worker(self) -> None:
+        """SIGKILL: the worker dies wherever it is, holding whatever it held."""
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGKILL)
+            self.worker.wait()
+
+    def stop(self) -> None:
+        for process in (self.worker, self.web):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def warm_up(self, timeout: float = 60) -> None:
+        """One push through the whole loop: the worker is up and the mirror project exists."""
+        ((branch, sha),) = self.commits(1, ["b-warm-up"])
+        with httpx.Client(timeout=10) as client:
+            status = self.deliver(branch, sha, f"warm-up-{uuid.uuid4()}", client)
+        if status != 202:
+            raise RuntimeError(f"the warm-up delivery got {status}")
+        if self.wait_drained({sha}, timeout) >= timeout:
+            raise RuntimeError(f"the warm-up push did not finish: {self.log('worker')[-3000:]}")
+        self.github.state.statuses.clear()
+        self.gitlab.pipelines.clear()
+
+    def queued(self) -> int:
+        """Messages waiting in the broker or held unacknowledged by a worker."""
+        client = redis.Redis.from_url(self.redis.url(0), socket_timeout=2)
+        try:
+            return int(client.llen("firecrest-ci")) + int(client.hlen("unacked"))
+        finally:
+            client.close()
+
+    # -- the source repository and its deliveries ------------------------------------------
+
+    def commits(self, count: int, branches: list[str]) -> list[tuple[str, str]]:
+        """`count` new commits, round-robin over `branches`, pushed to the source at once."""
+        made: list[tuple[str, str]] = []
+        for index in range(count):
+            branch = branches[index % len(branches)]
+            _git(
+                self.work,
+                "checkout",
+                "-q",
+                "-B",
+                branch,
+                f"refs/heads/{branch}" if self._has(branch) else "HEAD",
+            )
+            _git(self.work, "commit", "-q", "--allow-empty", "-m", f"change {index} on {branch}")
+            made.append((branch, _git(self.work, "rev-parse", "HEAD")))
+        _git(
+            self.work,
+            "push",
+            "-q",
+            "--force",
+            self.source_url,
+            *[f"refs/heads/{b}:refs/heads/{b}" for b in branches],
+        )
+        return made
+
+    def _has(self, branch: str) -> bool:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            cwd=self.work,
+            capture_output=True,
+        )
+        return done.returncode == 0
+
+    def deliver(self, branch: str, sha: str, delivery: str, client: httpx.Client) -> int:
+        """One signed push delivery; the HTTP status, or 0 when nothing answered."""
+        payload = json.loads(PUSH_PAYLOAD.read_text())
+        payload["repository"]["full_name"] = REPOSITORY
+        payload["repository"]["name"] = REPOSITORY.split("/")[1]
+        payload.update(ref=f"refs/heads/{branch}", after=sha, deleted=False)
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": sign(self.repository["webhook_secret"], body),
+            "Content-Type": "application/json",
+        }
+        try:
+            return client.post(f"{self.url}/webhooks/github", content=body, headers=headers).status_code
+        except httpx.HTTPError:
+            return 0
+
+    # -- what happened -------------------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        with psycopg.connect(self.env["DATABASE_URL"].replace("+psycopg", ""), autocommit=True) as connection:
+            query = sql.SQL("SELECT {} FROM runs").format(
+                sql.SQL(", ").join(map(sql.Identifier, RUN_COLUMNS))
+            )
+            rows = connection.execute(query).fetchall()
+        return [dict(zip(RUN_COLUMNS, row, strict=True)) for row in rows]
+
+    def wait_drained(self, shas: set[str], timeout: float) -> float:
+        """Wait until every run of these commits is final with its status posted; seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                done = {
+                    r["sha"]
+                    for r in self.runs()
+                    if r["state"] in FINAL and r["posted_seq"] >= r["status_seq"]
+                }
+            except psycopg.Error:
+                done = set()
+            if shas <= done:
+                break
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+
+@dataclass
+class Burst:
+    """Deliveries sent, and the answers each got (the last one counts)."""
+
+    answers: dict[str, int] = field(default_factory=dict)
+    sha_of: dict[str, str] = field(default_factory=dict)
+    branch_of: dict[str, str] = field(default_factory=dict)
+    redelivered: int = 0
+
+    @property
+    def accepted(self) -> set[str]:
+        return {d for d, status in self.answers.items() if 200 <= status < 300}
+
+    def codes(self) -> Counter[int]:
+        return Counter(self.answers.values())
+
+
+def send_burst(
+    deployment: Deployment,
+    commits: list[tuple[str, str]],
+    *,
+    rate: float,
+    threads: int = 8,
+    during: Callable[[int], None] | None = None,
+) -> Burst:
+    """One delivery per commit at about `rate` per second; `during(i)` runs before the i-th."""
+    burst = Burst()
+    lock = threading.Lock()
+
+    def send(commit: tuple[str, str], client: httpx.Client) -> None:
+        branch, sha = commit
+        delivery = str(uuid.uuid4())
+        status = deployment.deliver(branch, sha, delivery, client)
+        with lock:
+            burst.answers[delivery], burst.sha_of[delivery], burst.branch_of[delivery] = status, sha, branch
+
+    with httpx.Client(timeout=10) as client, ThreadPoolExecutor(threads) as pool:
+        started = time.monotonic()
+        futures = []
+        for index, commit in enumerate(commits):
+            if during is not None:
+                during(index)
+            wait = started + index / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            futures.append(pool.submit(send, commit, client))
+        for future in futures:
+            future.result()
+    return burst
+
+
+def redeliver(deployment: Deployment, burst: Burst, *, rounds: int = 20, pause: float = 1.0) -> None:
+    """Send again, with the same delivery id, what was not answered 2xx."""
+    with httpx.Client(timeout=10) as client:
+        for _ in range(rounds):
+            failed = [d for d, status in burst.answers.items() if not 200 <= status < 300]
+            if not failed:
+                return
+            for delivery in failed:
+                burst.answers[delivery] = deployment.deliver(
+                    burst.branch_of[delivery], burst.sha_of[delivery], delivery, client
+                )
+                burst.redelivered += 1
+            time.sleep(pause)
+
+
+@dataclass(frozen=True)
+class Tally:
+    accepted: int
+    final: int
+    superseded: int
+    errors: int
+    pipelines: int
+    statuses: int
+    lost: int
+    duplicated: int
+    unreported: int
+    answers: dict[int, int]
+
+    def row(self) -> str:
+        return (
+            f"accepted {self.accepted}, final outcomes {self.final} (superseded {self.superseded}, "
+            f"error {self.errors}), pipelines {self.pipelines}, statuses posted {self.statuses}, "
+            f"lost {self.lost}, duplicated {self.duplicated}, unreported {self.unreported}; "
+            f"answers {dict(sorted(self.answers.items()))}"
+        )
+
+
+def tally(deployment: Deployment, burst: Burst) -> Tally:
+    """Count outcomes for the accepted deliveries (one trigger each: one pipeline, one commit)."""
+    accepted_shas = {burst.sha_of[d] for d in burst.accepted}
+    runs = {r["sha"]: r for r in deployment.runs()}
+    statuses = [s for s in deployment.github.state.statuses if s["context"] == CONTEXT]
+    final_statuses = Counter(s["sha"] for s in statuses if s["state"] != "pending")
+    reported = {
+        sha
+        for sha in accepted_shas
+        if sha in runs
+        and runs[sha]["state"] in FINAL
+        and (runs[sha]["posted_seq"] >= runs[sha]["status_seq"] or runs[sha]["unreported"])
+        and (final_statuses[sha] == 1 or runs[sha]["unreported"])
+    }
+    per_run = Counter(p.variables.get("FIRECREST_CI_RUN_ID") for p in deployment.gitlab.pipelines.values())
+    duplicated = sum(1 for n in per_run.values() if n > 1) + sum(1 for n in final_statuses.values() if n > 1)
+    chosen = [runs[sha] for sha in accepted_shas if sha in runs]
+    return Tally(
+        accepted=len(burst.accepted),
+        final=len(reported),
+        superseded=sum(1 for r in chosen if (r["error"] or "").startswith("superseded")),
+        errors=sum(1 for r in chosen if r["state"] == "error"),
+        pipelines=len(deployment.gitlab.pipelines),
+        statuses=len(statuses),
+        lost=len(accepted_shas - reported),
+        duplicated=duplicated,
+        unreported=sum(1 for r in chosen if r["unreported"]),
+        answers=dict(burst.codes()),
+    )
+
+
+@contextmanager
+def deployed(root: Path, **settings: str) -> Iterator[Deployment]:
+    """Everything up: own Redis (no persistence) and PostgreSQL, stand-ins, gunicorn, one worker,
+    and the repository registered with one pipeline `cpu` on branches `b*`."""
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    with ExitStack() as stack:
+        broker = stack.enter_context(RedisServer(root / "redis"))
+        postgres = stack.enter_context(PostgresCluster(root / "pg"))
+        gl = stack.enter_context(run_gitlab(root / "gitlab"))
+        gh = stack.enter_context(run_github())
+        gh.state.add_user("octo-bot", GH_TOKEN)
+        gh.state.add_repo(REPOSITORY)
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_", "BROKER_"))},
+            "DATABASE_URL": postgres.create_database("middleware"),
+            "REDIS_URL": broker.url(0),
+            "DATA_DIR": str(root / "state"),
+            "MIDDLEWARE_SECRET_KEY": "deployment-secret-key-0123456789abcdefgh",
+            "ADMIN_TOKEN": ADMIN,
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": "2",
+            "GITHUB_API_URL": gh.url,
+            "GITLAB_URL": gl.url,
+            "GITLAB_TOKEN": gl.token,
+            "GITLAB_GROUP": "firecrest-ci",
+            "GITLAB_WEBHOOK_TOKEN": "deployment-hook-token-0123456789",
+            "INSECURE_SANDBOX": "1",
+            "LOG_JSON": "1",
+            **FAST,
+            **settings,
+        }
+        deployment = Deployment(root, broker, postgres, gl, gh, env, f"http://127.0.0.1:{port}")
+        stack.callback(deployment.stop)
+        _source(deployment)
+        deployment.start_web()
+        deployment.start_worker()
+        _register(deployment)
+        deployment.warm_up()
+        yield deployment
+
+
+def _source(deployment: Deployment) -> None:
+    client = gitlab.Gitlab(deployment.gitlab.url, private_token=deployment.gitlab.token)
+    group = client.groups.create({"name": "sources", "path": "sources"})
+    project = client.projects.create(
+        {"name": "hpc-code", "path": "hpc-code", "namespace_id": group.id, "visibility": "public"}
+    )
+    deployment.source_url = project.http_url_to_repo.replace(
+        "http://", f"http://oauth2:{deployment.gitlab.token}@"
+    )
+    deployment.work = deployment.root / "work"
+    deployment.work.mkdir()
+    _git(deployment.work, "init", "-q", "-b", "main")
+    _git(deployment.work, "config", "user.email", "ci@example.org")
+    _git(deployment.work, "config", "user.name", "CI")
+    (deployment.work / "ci").mkdir()
+    (deployment.work / "ci" / "cpu.yml").write_text(ENTRYPOINT)
+    _git(deployment.work, "add", ".")
+    _git(deployment.work, "commit", "-q", "-m", "entrypoint")
+    _git(deployment.work, "push", "-q", deployment.source_url, "main")
+
+
+def _register(deployment: Deployment) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    clone_url = deployment.source_url.replace(f"oauth2:{deployment.gitlab.token}@", "")
+    answer = httpx.post(
+        f"{deployment.url}/api/repositories",
+        headers=admin,
+        json={
+            "full_name": REPOSITORY,
+            "clone_url": clone_url,
+            "notification_token": GH_TOKEN,
+            "firecrest_client_id": "client",
+            "firecrest_client_secret": "firecrest-secret-0123456789",
+            "branches": ["b*"],
+        },
+        timeout=30,
+    )
+    answer.raise_for_status()
+    deployment.repository = answer.json()
+    httpx.post(
+        f"{deployment.url}/api/repositories/{deployment.repository['id']}/pipelines",
+        headers=admin,
+        json={"name": "cpu", "entrypoint": "ci/cpu.yml", "system": "cluster"},
+        timeout=30,
+    ).raise_for_status()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
