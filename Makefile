@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-webhooks bench-loop lock clean
+.PHONY: demo test lint bench bench-webhooks bench-loop bench-faults lock clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench-webhooks: $(STAMP)
 bench-loop: $(STAMP)
 	$(BIN)/python -m benchmarks.mirror_incremental
 	$(BIN)/python -m benchmarks.webhook_to_pipeline
+
+## The delivery guarantee at scale: >= 1,000 deliveries per fault scenario, lost and duplicated counted.
+bench-faults: $(STAMP)
+	./scripts/services.sh start > /dev/null
+	$(BIN)/python -m benchmarks.delivery_guarantee $(BENCH_ARGS)
 
 ## Regenerate the pinned requirements from pyproject.toml.
 lock: $(STAMP)

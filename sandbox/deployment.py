@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -354,13 +356,17 @@ def tally(deployment: Deployment, burst: Burst) -> Tally:
 
 
 @contextmanager
-def deployed(root: Path, **settings: str) -> Iterator[Deployment]:
-    """Everything up: own Redis (no persistence) and PostgreSQL, stand-ins, gunicorn, one worker,
+def deployed(root: Path, *, persistence: bool = False, **settings: str) -> Iterator[Deployment]:
+    """Everything up: own Redis (AOF only if asked) and PostgreSQL, stand-ins, gunicorn, one worker,
     and the repository registered with one pipeline `cpu` on branches `b*`."""
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     with ExitStack() as stack:
-        broker = stack.enter_context(RedisServer(root / "redis"))
-        postgres = stack.enter_context(PostgresCluster(root / "pg"))
+        broker = stack.enter_context(RedisServer(root / "redis", persistence=persistence))
+        # Under /tmp, not the caller's root: the cluster runs as `postgres`, which must reach it even
+        # when another pytest session makes its own temporary root private again.
+        pg_root = Path(tempfile.mkdtemp(prefix="firecrest-ci-pg-"))
+        stack.callback(shutil.rmtree, pg_root, ignore_errors=True)
+        postgres = stack.enter_context(PostgresCluster(pg_root))
         gl = stack.enter_context(run_gitlab(root / "gitlab"))
         gh = stack.enter_context(run_github())
         gh.state.add_user("octo-bot", GH_TOKEN)
