@@ -1,12 +1,15 @@
-"""Webhook acknowledgement figures: gunicorn on this machine, real Redis and PostgreSQL,
-signed push deliveries from wrk (Lua, HMAC-SHA256 in `signed_push.lua`) on loopback.
+"""Webhook acknowledgement figures: the documented deployment on this machine (nginx from
+deploy/nginx in front of gunicorn, real Redis and PostgreSQL), signed push deliveries from wrk
+(Lua, HMAC-SHA256 in `signed_push.lua`) on loopback.
 
 Prints throughput, p50/p99 latency, and deliveries accepted (202) against
-the runs recorded with them and handed to Redis by the worker's dispatcher.
+the runs recorded with them and handed to Redis by the worker's dispatcher,
+with PostgreSQL's `fsync` setting (off on the test services: commits are not flushed).
 
-    python -m benchmarks.webhook_ack [--seconds 20] [--connections 16] [--workers 4]
+    python -m benchmarks.webhook_ack [--seconds 20] [--connections 16] [--workers 4] [--direct]
 
-Needs `wrk` (Debian package) and the services `scripts/services.sh start` runs.
+--direct sends straight to gunicorn, without the front. Needs `wrk` and `nginx` (Debian
+packages) and the services `scripts/services.sh start` runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
+
+from sandbox.front import Front
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -59,7 +64,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (WEB_CONCURRENCY)")
+    parser.add_argument(
+        "--web-threads", type=int, default=1, help="threads per gunicorn worker (WEB_THREADS; >1: gthread)"
+    )
+    parser.add_argument("--direct", action="store_true", help="send straight to gunicorn, without nginx")
+    parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes")
     parser.add_argument("--pool", type=int, default=300, help="distinct signed bodies per wrk thread")
     parser.add_argument(
         "--worker-during-load",
@@ -90,6 +100,7 @@ def main() -> int:
         "VERIFY_GITHUB_TOKENS": "0",
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(args.workers),
+        "WEB_THREADS": str(args.web_threads),
         "DATA_DIR": str(tmp),
     }
     web = subprocess.Popen(
@@ -109,6 +120,7 @@ def main() -> int:
         )
 
     worker = start_worker() if args.worker_during_load else None
+    front: Front | None = None
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
@@ -117,6 +129,10 @@ def main() -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        if not args.direct:
+            front = Front(f"127.0.0.1:{port}", workers=args.nginx_workers)
+            front.start()
+            url = front.url
         headers = {"Authorization": f"Bearer {ADMIN}"}
         repo = httpx.post(
             f"{url}/api/repositories",
@@ -170,11 +186,13 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-        print()
-        print(
-            f"gunicorn workers {args.workers}, wrk {args.threads} threads x {args.connections} connections, "
-            f"{args.seconds} s"
+            fsync = connection.execute("SHOW fsync").fetchone()[0]
+        tier = f"gunicorn {args.workers} workers" + (
+            f" x {args.web_threads} threads (gthread)" if args.web_threads > 1 else " (sync)"
         )
+        setup = tier if args.direct else f"nginx ({args.nginx_workers} worker) -> {tier}"
+        print()
+        print(f"{setup}, wrk {args.threads} threads x {args.connections} connections, {args.seconds} s")
         print(f"throughput      {float(rate.group(1)) if rate else 0:.0f} req/s")
         print(f"latency p50     {float(figures.get('p50_ms', 0)):.2f} ms")
         print(f"latency p99     {float(figures.get('p99_ms', 0)):.2f} ms")
@@ -189,8 +207,18 @@ def main() -> int:
         when = "during the load" if args.worker_during_load else "started after the load (web tier figures)"
         print(f"celery worker   {when}")
         print(f"lost            {distinct - runs} (distinct commits accepted without a run)")
+        print(f"PostgreSQL      fsync={fsync}")
+        print()
+        print("| set-up | connections | req/s | p50 | p99 | accepted | lost | PostgreSQL fsync |")
+        print(
+            f"| {setup} | {args.connections} | {float(rate.group(1)) if rate else 0:.0f} "
+            f"| {float(figures.get('p50_ms', 0)):.1f} ms | {float(figures.get('p99_ms', 0)):.1f} ms "
+            f"| {accepted} | {distinct - runs} | {fsync} |"
+        )
         return 0 if runs == distinct and handed == runs and figures.get("other") == "0" else 1
     finally:
+        if front is not None:
+            front.stop()
         for process in (worker, web):
             if process is not None:
                 process.terminate()

@@ -12,13 +12,14 @@ from functools import partial
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from middleware import logs
+from middleware import errors, logs
 from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.dispatcher import Dispatcher
 from middleware.migrate import upgrade
 from middleware.ops import Metrics
 from middleware.registry.github_token import TokenChecker
+from middleware.registry.github_users import UserResolver
 from middleware.runs import Workbench
 from middleware.services import EXTENSION, Services
 from middleware.settings import MAX_WEBHOOK_BYTES, Settings
@@ -29,6 +30,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     check_github_token: Callable[[str, str], bool] | None = None,
+    resolve_github_users: Callable[[str, list[str]], dict[str, int]] | None = None,
     migrate: bool = True,
 ) -> Flask:
     settings = (settings or Settings()).resolved()
@@ -57,13 +59,15 @@ def create_app(
     workbench = None
     if settings.gitlab_url:
         workbench = partial(Workbench.build, settings, db, box)
-    register_tasks(celery, db, settings, workbench)
+    resolver = resolve_github_users or UserResolver(settings.github_api_url)
+    register_tasks(celery, db, settings, workbench, resolver, box)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         db=db,
         box=box,
-        dispatch=Dispatcher(db, celery, settings.dispatch_lease).once,
+        dispatch=Dispatcher(db, celery, settings.dispatch_lease, settings.broker_url).once,
         check_github_token=check_github_token or TokenChecker(settings.github_api_url),
+        resolve_github_users=resolver,
         celery=celery,
     )
     app.extensions["firecrest_ci_metrics"] = Metrics()
@@ -83,4 +87,5 @@ def create_app(
         }.get(code, error.description or error.name)
         return Response(f"{text}\n", status=code, mimetype="text/plain")
 
+    errors.register(app)
     return app

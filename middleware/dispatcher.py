@@ -2,7 +2,9 @@
 
 Started with the worker (see middleware.worker). The database says what is
 due; this loop only carries it to the broker, and keeps going through broker
-and database outages: whatever it could not hand out stays due.
+and database outages: whatever it could not hand out stays due. It also
+watches the broker's epoch (middleware.handout): when the broker lost its
+queue, what was waiting in it is due again at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from middleware import outbox, schedule
 from middleware.db import Database
+from middleware.handout import BrokerEpoch
 from middleware.logs import logger
 
 #: How often it looks for due work when there was none.
@@ -21,10 +24,14 @@ INTERVAL = 0.2
 class Dispatcher:
     """A daemon thread; several workers' dispatchers share the work (SKIP LOCKED)."""
 
-    def __init__(self, db: Database, celery: Any, lease: float, interval: float = INTERVAL) -> None:
+    def __init__(
+        self, db: Database, celery: Any, lease: float, broker_url: str, interval: float = INTERVAL
+    ) -> None:
         self._db = db
         self._celery = celery
         self._lease = lease
+        self._epochs = BrokerEpoch(broker_url)
+        self._epoch: str | None = None
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
@@ -38,8 +45,16 @@ class Dispatcher:
 
     def once(self) -> int:
         """Hand out one batch of each kind; returns how many messages went out."""
-        return outbox.publish_due(self._db, self._celery, self._lease) + schedule.dispatch_due(
-            self._db, self._celery, self._lease
+        epoch = self._epochs.current()
+        if epoch != self._epoch:
+            runs, commands = schedule.repeat_lost(self._db, epoch), outbox.repeat_lost(self._db, epoch)
+            if runs or commands:
+                logger().warning(
+                    "the broker lost its queue: handing out again", extra={"runs": runs, "commands": commands}
+                )
+            self._epoch = epoch
+        return outbox.publish_due(self._db, self._celery, self._lease, epoch) + schedule.dispatch_due(
+            self._db, self._celery, self._lease, epoch
         )
 
     def _loop(self) -> None:

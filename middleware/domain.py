@@ -28,8 +28,8 @@ class PipelineConfig:
     name: str
     entrypoint: str
     system: str
-    #: None means "use the repository's default".
-    trusted_users: frozenset[str] | None = None
+    #: GitHub's numeric ids of the users trusted for it; None means "use the repository's".
+    trusted_users: frozenset[int] | None = None
     #: CI-enabled branches (exact names or fnmatch globs); None means the repository's default.
     branches: tuple[str, ...] | None = None
     #: Tag pushes trigger only when a tag matches one of these globs; empty means off.
@@ -37,6 +37,8 @@ class PipelineConfig:
     #: Cancel the older running pipeline when a new SHA arrives for the same branch or PR.
     cancel_superseded: bool = True
     id: int | None = None
+    #: The only variable names a comment or API trigger may set for it; None: any name not reserved.
+    allowed_variables: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,12 @@ class RepositoryConfig:
 
     id: int
     full_name: str
-    trusted_users: frozenset[str] = frozenset()
+    #: GitHub's numeric user ids: a login can be renamed and taken over by someone else.
+    trusted_users: frozenset[int] = frozenset()
     branches: tuple[str, ...] = ("main",)
     pipelines: tuple[PipelineConfig, ...] = ()
 
-    def trusted_for(self, pipeline: PipelineConfig) -> frozenset[str]:
+    def trusted_for(self, pipeline: PipelineConfig) -> frozenset[int]:
         return self.trusted_users if pipeline.trusted_users is None else pipeline.trusted_users
 
     def branches_for(self, pipeline: PipelineConfig) -> tuple[str, ...]:
@@ -94,6 +97,8 @@ class PullRequestEvent:
     head_repository: str | None
     base_ref: str
     sender: str
+    #: The author's numeric GitHub id (trust follows ids; `author` is for display).
+    author_id: int | None = None
 
     @property
     def from_fork(self) -> bool:
@@ -113,6 +118,12 @@ class CommentEvent:
     head_sha: str | None = None
     #: The PR's base branch, from the same enrichment.
     base_ref: str | None = None
+    #: The commenter's numeric GitHub id, and when GitHub says the comment was made.
+    author_id: int | None = None
+    created_at: str = ""
+    #: Whether this service saw the pinned head arrive at or before the comment was made
+    #: (set by the enrichment from its own records); a comment approves only what was there.
+    head_seen_before_comment: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class Decision:
     triggers: tuple[Trigger, ...] = ()
     cleanups: tuple[MirrorCleanup, ...] = ()
     reason: str = ""
+    #: A trusted `run` comment that did not approve the PR's current head: ask for a fresh one.
+    stale_approval: bool = False
 
     @property
     def empty(self) -> bool:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from middleware.policy import safe_ref
+from middleware.refs import is_sha, safe_full_ref
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 GIT_TIMEOUT = 600
 
 
@@ -44,7 +42,7 @@ class SourceRef:
             return cls(f"refs/pull/{int(ref[3:])}/head", sha)
         if ref.startswith("refs/tags/"):
             return cls(ref, sha)
-        if _SHA.match(ref):
+        if is_sha(ref):
             return cls(None, ref)
         return cls(f"refs/heads/{ref}", sha)
 
@@ -53,14 +51,13 @@ def mirror_ref(ref: str) -> str:
     """Where a trigger's ref lands in the mirror: branches 1:1, PRs as `pr-<n>`, tags as tags."""
     if ref.startswith("refs/tags/"):
         return ref
-    if _SHA.match(ref):
+    if is_sha(ref):
         return f"refs/heads/sha-{ref[:12]}"
     return f"refs/heads/{ref}"
 
 
 def _check_ref(ref: str) -> None:
-    name = ref.removeprefix("refs/")
-    if not ref.startswith("refs/") or not safe_ref(name):
+    if not safe_full_ref(ref):
         raise MirrorError(f"refusing ref {ref!r}: not a valid ref name")
 
 
@@ -154,7 +151,7 @@ class Mirror:
                     )  # fmt: skip
                 return source.sha
             return fetched
-        if source.sha is None or not _SHA.match(source.sha):
+        if source.sha is None or not is_sha(source.sha):
             raise MirrorError("nothing to fetch: neither a ref nor a commit SHA")
         self._source_git(
             repo, "fetch", "--quiet", "--no-tags", "--", source_url, source.sha, what=f"fetching {source.sha}"
@@ -164,7 +161,7 @@ class Mirror:
     def push(self, repository_id: int, project_url: str, sha: str, target: str) -> None:
         """Force the mirror's `target` ref to `sha`, without starting a pipeline."""
         _check_ref(target)
-        if not _SHA.match(sha):
+        if not is_sha(sha):
             raise MirrorError(f"refusing to push {sha!r}: not a commit SHA")
         self._gitlab_git(
             self.cache(repository_id), "push", "--quiet", "--force", "-o", "ci.skip", "--", project_url,

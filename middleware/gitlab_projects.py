@@ -31,6 +31,10 @@ class MirrorProjectSpec:
     visibility: str = "private"
     #: Project CI variables: the FirecREST credentials, account, system and the pipeline's secrets.
     variables: dict[str, str] = field(default_factory=dict)
+    #: This project's own X-Gitlab-Token for its pipeline hook, and whether it was just made
+    #: (an existing hook then gets it: GitLab never shows a hook's token back).
+    hook_token: str | None = None
+    hook_token_new: bool = False
 
 
 #: python-gitlab's retries of one request (0.1 s doubling: about 6 s in all). Its default of 10
@@ -56,13 +60,10 @@ def project_path(group: str, repository_id: int, pipeline: str) -> str:
 
 
 class GitLabProjects:
-    def __init__(
-        self, gl: gitlab.Gitlab, group: str, hook_url: str | None = None, hook_token: str | None = None
-    ) -> None:
+    def __init__(self, gl: gitlab.Gitlab, group: str, hook_url: str | None = None) -> None:
         self._gl = gl
         self._group = group.strip("/")
         self._hook_url = hook_url
-        self._hook_token = hook_token
 
     def ensure_group(self, full_path: str) -> Group:
         try:
@@ -102,21 +103,29 @@ class GitLabProjects:
         if not any(b.name == "*" for b in project.protectedbranches.list(get_all=True)):
             project.protectedbranches.create({"name": "*", "allow_force_push": True})
         self.sync_variables(project, spec.variables)
-        if self._hook_url and not any(h.url == self._hook_url for h in project.hooks.list(get_all=True)):
+        if self._hook_url and spec.hook_token:
+            self._ensure_hook(project, spec)
+        return project
+
+    def _ensure_hook(self, project: Project, spec: MirrorProjectSpec) -> None:
+        hook = next((h for h in project.hooks.list(get_all=True) if h.url == self._hook_url), None)
+        if hook is None:
             project.hooks.create(
                 {
                     "url": self._hook_url,
                     "pipeline_events": True,
                     "push_events": False,
-                    "token": self._hook_token,
+                    "token": spec.hook_token,
                 }
             )
-        return project
+        elif spec.hook_token_new:
+            hook.url, hook.token = self._hook_url, spec.hook_token  # GitLab's edit needs the url too
+            hook.save()
 
     def sync_variables(self, project: Project, variables: dict[str, str]) -> None:
         existing = {v.key: v for v in project.variables.list(get_all=True)}
         for key, value in variables.items():
-            masked = bool(_MASKABLE.match(value))
+            masked = bool(_MASKABLE.fullmatch(value))
             current = existing.get(key)
             if current is None:
                 project.variables.create({"key": key, "value": value, "masked": masked, "protected": True})

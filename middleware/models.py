@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -42,8 +43,11 @@ class Base(DeclarativeBase):
 
 
 class Repository(Base):
+    """A registered source repository. Ids are never reused (AUTOINCREMENT on SQLite too): the
+    mirror projects, their CI variables and the mirror cache are named after the id."""
+
     __tablename__ = "repositories"
-    __table_args__ = (UniqueConstraint("provider", "full_name"),)
+    __table_args__ = (UniqueConstraint("provider", "full_name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20), default="github")
@@ -54,7 +58,8 @@ class Repository(Base):
     firecrest_client_id: Mapped[str] = mapped_column(String(200))
     firecrest_client_secret_enc: Mapped[str] = mapped_column(Text)
     default_account: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    trusted_users: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: [{"id": <GitHub's numeric user id, or None until resolved>, "login": "<for display>"}]
+    trusted_users: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     branches: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: The source's visibility on GitHub, read when the token is checked; mirrors follow it.
     source_private: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -75,12 +80,17 @@ class Pipeline(Base):
     name: Mapped[str] = mapped_column(String(100))
     entrypoint: Mapped[str] = mapped_column(String(500))
     system: Mapped[str] = mapped_column(String(100))
-    trusted_users: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: Same shape as Repository.trusted_users; None means the repository's.
+    trusted_users: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     branches: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     cancel_superseded: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Encrypted JSON object of secret CI variables.
     variables_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Variable names a comment or API trigger may set for this pipeline; None: any allowed name.
+    allowed_variables: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: Encrypted X-Gitlab-Token of this pipeline's mirror project hook (made on first use).
+    hook_token_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -129,6 +139,9 @@ class OutboxItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: When it was last handed to the broker.
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The broker epoch it was handed out in (see middleware.handout), and whether a task took it.
+    epoch: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    picked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: When it is handed out (again) unless done by then.
     due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -136,12 +149,30 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class PullRequestHead(Base):
+    """A PR head commit as the middleware itself saw it arrive (opened/synchronize/reopened).
+
+    A `run` comment approves the PR's head only if it was recorded here at or before the
+    comment was made: GitHub gives no trustworthy push time, and commit dates can be forged.
+    """
+
+    __tablename__ = "pull_request_heads"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    pr_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Run(Base):
     """One pipeline run for one (repository, pipeline, sha, trigger kind).
 
     Written when the trigger is accepted and driven from what is recorded here:
     `next_check_at` says when the workers look at it again (NULL once nothing
-    is left to do), `ticket` tells a current hand-out from a stale one, and the
+    is left to do), `ticket` tells a current hand-out from a stale one (see
+    middleware.schedule for when a hand-out is repeated), and the
     `status_*` columns hold the commit status to report, so that reporting
     resumes after any crash and posts each status once (`posted_seq`).
     """
@@ -156,6 +187,7 @@ class Run(Base):
             postgresql_where=text("next_check_at IS NOT NULL"),
         ),
         Index("ix_runs_gitlab_pipeline_id", "gitlab_pipeline_id"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -168,7 +200,7 @@ class Run(Base):
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reason: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(30), default="queued")
-    gitlab_pipeline_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gitlab_pipeline_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     gitlab_pipeline_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     #: Why the run ended `error` or `canceled`.
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -177,6 +209,11 @@ class Run(Base):
     # -- driving it ----------------------------------------------------------------------
     next_check_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ticket: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The ticket a worker took up (a hand-out still in the queue has ticket > picked_ticket),
+    #: and when and in which broker epoch the current ticket was handed out.
+    picked_ticket: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    dispatch_epoch: Mapped[str | None] = mapped_column(String(40), nullable=True)
     #: Failed attempts in a row, and the last failure (transient: it is tried again).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -33,6 +33,11 @@ _PIPELINE = {
         "tags": {"type": "array", "items": {"type": "string"}},
         "cancel_superseded": {"type": "boolean"},
         "variables": {"type": "array", "items": {"type": "string"}, "description": "names only"},
+        "allowed_variables": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "the only variable names a comment or API trigger may set; null: any not reserved",
+        },
     },
     "required": ["id", "name", "entrypoint", "system"],
 }

@@ -1,12 +1,13 @@
 """Commands for the workers (mirror cleanups, project syncs), kept until their effect is recorded.
 
 A row is written in the same transaction as what caused it. The dispatcher in
-each worker hands due rows to Celery and pushes `due_at` one lease ahead; the
-task marks the row done when its work is done, or postpones it with a backoff
-when it failed. So a message the broker lost is handed out again after the
-lease, and nothing is marked done because the broker merely took it. Rows are
-claimed with `SKIP LOCKED` on PostgreSQL, so several dispatchers share them.
-Every task is idempotent: it may run more than once.
+each worker hands due rows to Celery; the task marks the row picked (due again
+one lease later, should it die), then done when its work is done, or postpones
+it with a backoff when it failed. A hand-out still waiting in the queue is
+repeated only when it is known lost (see middleware.handout), and nothing is
+marked done because the broker merely took it. Rows are claimed with `SKIP
+LOCKED` on PostgreSQL, so several dispatchers share them. Every task is
+idempotent: it may run more than once.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from middleware.db import Database
+from middleware.handout import SAFETY
 from middleware.logs import logger
 from middleware.models import OutboxItem, utcnow
 from middleware.schedule import aware, backoff
@@ -32,8 +34,8 @@ def add(db: Database, task: str, payload: dict[str, Any]) -> None:
         session.add(OutboxItem(task=task, payload=payload, due_at=utcnow()))
 
 
-def publish_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) -> int:
-    """Hand due rows to the queue (claimed for one lease first); returns how many went out."""
+def publish_due(db: Database, celery: Any, lease: float, epoch: str, *, limit: int = BATCH) -> int:
+    """Hand due rows to the queue (claimed first); returns how many went out."""
     now = utcnow()
     with db.session() as session:
         query = (
@@ -50,7 +52,9 @@ def publish_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) 
         session.execute(
             update(OutboxItem)
             .where(OutboxItem.id.in_([i for i, _, _ in items]))
-            .values(due_at=now + dt.timedelta(seconds=lease), published_at=now)
+            .values(
+                due_at=now + dt.timedelta(seconds=lease * SAFETY), published_at=now, epoch=epoch, picked=False
+            )
         )
     sent = 0
     try:
@@ -72,12 +76,21 @@ def publish_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) 
 
 
 @contextmanager
-def settling(db: Database, outbox_id: int | None, *, backoff_max: float, window: float) -> Iterator[None]:
-    """Mark the row done when the block succeeds; postpone it with a backoff when it fails.
+def settling(
+    db: Database, outbox_id: int | None, *, lease: float, backoff_max: float, window: float
+) -> Iterator[None]:
+    """Mark the row picked, then done when the block succeeds; postpone it when it fails.
 
     A row still failing `window` seconds after it was written is given up (done, with its
     last error kept), so a command that can never succeed does not come back for ever.
     """
+    if outbox_id is not None:
+        with db.session() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == outbox_id)
+                .values(picked=True, due_at=utcnow() + dt.timedelta(seconds=lease))
+            )
     try:
         yield
     except Exception as error:
@@ -87,6 +100,22 @@ def settling(db: Database, outbox_id: int | None, *, backoff_max: float, window:
     if outbox_id is not None:
         with db.session() as session:
             session.execute(update(OutboxItem).where(OutboxItem.id == outbox_id).values(done_at=utcnow()))
+
+
+def repeat_lost(db: Database, epoch: str) -> int:
+    """The broker lost its queue: rows handed out in older epochs and not taken up are due now."""
+    with db.session() as session:
+        done = session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.done_at.is_(None),
+                OutboxItem.picked.is_(False),
+                OutboxItem.published_at.is_not(None),
+                or_(OutboxItem.epoch.is_(None), OutboxItem.epoch != epoch),
+            )
+            .values(due_at=utcnow())
+        )
+        return int(getattr(done, "rowcount", 0) or 0)
 
 
 def _postpone(db: Database, outbox_id: int, error: BaseException, backoff_max: float, window: float) -> None:

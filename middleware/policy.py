@@ -8,20 +8,24 @@ branch name (`main`), a pull request becomes `pr-<n>`, a tag `refs/tags/<t>`.
   pipelines that list matching tag globs.
 - Pull requests (opened, synchronize, reopened, ready_for_review) into a
   CI-enabled branch run when they come from the same repository, or from a
-  fork whose author's login is trusted for the pipeline. author_association
-  is never trusted on its own. A closed PR asks for a cleanup of `pr-<n>`.
+  fork whose author is trusted for the pipeline (by numeric user id, never
+  by login). author_association is never trusted on its own. A closed PR asks
+  for a cleanup of `pr-<n>`.
 - A `<prefix> run` comment runs only when created (never edited or deleted),
   on a pull request, by a user trusted for every pipeline it names, at the
-  head SHA pinned by the enrichment step. With several pipelines the names
-  must be given.
+  head SHA pinned by the enrichment step, and only if this service saw that
+  head arrive at or before the comment was made (a comment approves only what
+  the commenter saw). With several pipelines the names must be given. Its
+  variables must be allowed by each pipeline that narrows them with its own list.
+- Branch and tag names git would refuse run nothing ("invalid ref"), here
+  rather than failing in the mirror on every retry.
 """
 
 from __future__ import annotations
 
-import re
 from fnmatch import fnmatchcase
 
-from middleware.commands import CommandError, parse_command
+from middleware.commands import CommandError, check_allowed_variables, parse_command
 from middleware.domain import (
     CommentEvent,
     Decision,
@@ -36,29 +40,18 @@ from middleware.domain import (
     Trigger,
     TriggerKind,
 )
+from middleware.refs import ZERO_SHA, is_sha, ref_problem
 
 PR_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
-_ZERO_SHA = re.compile(r"^0+$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
-
-
-def safe_ref(name: str) -> bool:
-    """A name git would accept and no command line could mistake for an option."""
-    return (
-        bool(name)
-        and not name.startswith(("-", "/", "."))
-        and not name.endswith(("/", ".", ".lock"))
-        and not _BAD_REF.search(name)
-    )
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def _trusted(repo: RepositoryConfig, pipeline: PipelineConfig, login: str) -> bool:
-    return login.lower() in {user.lower() for user in repo.trusted_for(pipeline)}
+def _trusted(repo: RepositoryConfig, pipeline: PipelineConfig, user_id: int | None) -> bool:
+    """Trust follows GitHub's numeric user ids: a renamed login can be taken by someone else."""
+    return user_id is not None and user_id in repo.trusted_for(pipeline)
 
 
 def _push(event: PushEvent, repo: RepositoryConfig) -> Decision:
@@ -66,16 +59,17 @@ def _push(event: PushEvent, repo: RepositoryConfig) -> Decision:
     name = branch if branch is not None else tag
     if name is None:
         return Decision(reason=f"push to {event.ref!r}: not a branch or tag")
-    if not safe_ref(name):
-        return Decision(reason=f"refusing a ref name git would not accept: {name!r}")
-    if event.deleted or _ZERO_SHA.match(event.after):
+    problem = ref_problem(name)
+    if problem:
+        return Decision(reason=f"invalid ref {name!r}: {problem}, so git would refuse it")
+    if event.deleted or ZERO_SHA.fullmatch(event.after):
         if branch is not None and any(_matches(branch, repo.branches_for(p)) for p in repo.pipelines):
             return Decision(
                 cleanups=(MirrorCleanup(repo.id, branch, f"branch {branch} deleted"),),
                 reason=f"branch {branch} deleted",
             )
         return Decision(reason=f"{name} deleted; nothing to run")
-    if not _SHA.match(event.after):
+    if not is_sha(event.after):
         return Decision(reason=f"push without a commit SHA ({event.after!r})")
     if branch is not None:
         chosen = [p for p in repo.pipelines if _matches(branch, repo.branches_for(p))]
@@ -101,7 +95,7 @@ def _pull_request(event: PullRequestEvent, repo: RepositoryConfig) -> Decision:
         )
     if event.action not in PR_ACTIONS:
         return Decision(reason=f"pull request action {event.action!r} runs nothing")
-    if not _SHA.match(event.head_sha):
+    if not is_sha(event.head_sha):
         return Decision(reason="pull request without a head commit SHA")
     targeted = [p for p in repo.pipelines if _matches(event.base_ref, repo.branches_for(p))]
     if not targeted:
@@ -109,7 +103,7 @@ def _pull_request(event: PullRequestEvent, repo: RepositoryConfig) -> Decision:
             reason=f"pull request #{event.number} targets {event.base_ref!r}, not a CI-enabled branch"
         )
     if event.from_fork:
-        chosen = [p for p in targeted if _trusted(repo, p, event.author)]
+        chosen = [p for p in targeted if _trusted(repo, p, event.author_id)]
         if not chosen:
             return Decision(
                 reason=f"pull request #{event.number} comes from a fork by {event.author}, who is not "
@@ -152,14 +146,25 @@ def _comment(event: CommentEvent, repo: RepositoryConfig, prefix: str) -> Decisi
         return Decision(
             reason=f"unknown pipeline {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
         )
-    untrusted = [n for n in names if not _trusted(repo, known[n], event.author)]
+    untrusted = [n for n in names if not _trusted(repo, known[n], event.author_id)]
     if untrusted:
         return Decision(
             reason=f"comment by untrusted user {event.author}; only trusted users can start pipelines "
             f"({', '.join(untrusted)})"
         )
-    if not event.head_sha or not _SHA.match(event.head_sha):
+    for name in names:
+        problem = check_allowed_variables(name, command.variables, known[name].allowed_variables)
+        if problem:
+            return Decision(reason=problem)
+    if not event.head_sha or not is_sha(event.head_sha):
         return Decision(reason="the pull request's head commit could not be pinned; nothing was run")
+    if event.head_seen_before_comment is not True:
+        return Decision(
+            reason=f"the pull request's head {event.head_sha[:12]} was not seen here before the comment "
+            "was made, so the comment does not approve it; nothing was run: a trusted user must "
+            "comment again to approve the current head",
+            stale_approval=True,
+        )
     why = f"comment by {event.author} on #{event.issue_number}"
     return Decision(
         triggers=tuple(

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
+import shutil
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import gitlab
 import redis
@@ -27,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from middleware.crypto import SecretBox
 from middleware.db import Database
+from middleware.github_comments import CommentNotPosted, post_comment
 from middleware.github_status import StatusNotPosted, StatusReporter
 from middleware.gitlab_mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from middleware.gitlab_projects import GitLabProjects, MirrorProjectSpec, client, project_path
@@ -43,7 +47,7 @@ from middleware.pipelines import (
     status_of,
 )
 from middleware.reporting import FINAL_STATES, Target, deliver, finish, want
-from middleware.schedule import aware, backoff, settle
+from middleware.schedule import aware, backoff, pick, settle
 from middleware.settings import Settings
 
 #: GitLab pipeline status -> (run state, GitHub state, description).
@@ -81,14 +85,8 @@ class Workbench:
 
     @property
     def projects(self) -> GitLabProjects:
-        hook = (
-            f"{self.settings.public_url.rstrip('/')}/webhooks/gitlab"
-            if self.settings.gitlab_webhook_token
-            else None
-        )
-        return GitLabProjects(
-            self.gitlab, self.settings.gitlab_group, hook, self.settings.gitlab_webhook_token or None
-        )
+        hook = f"{self.settings.public_url.rstrip('/')}/webhooks/gitlab"
+        return GitLabProjects(self.gitlab, self.settings.gitlab_group, hook)
 
     def context(self, pipeline: str) -> str:
         return f"{self.settings.command_prefix}/{pipeline}"
@@ -199,13 +197,37 @@ def gitlab_ref(ref: str) -> str:
 
 
 def project_spec(bench: Workbench, view: RunView) -> MirrorProjectSpec:
+    token, new = hook_token(bench, view.repository_id, view.pipeline)
     return MirrorProjectSpec(
         repository_id=view.repository_id,
         pipeline=view.pipeline,
         entrypoint=view.entrypoint,
         visibility="private" if view.private else "public",  # the mirror follows the source
         variables=project_variables(bench, view),
+        hook_token=token,
+        hook_token_new=new,
     )
+
+
+def hook_token(bench: Workbench, repository_id: int, pipeline: str) -> tuple[str, bool]:
+    """The mirror project's own pipeline-hook token, made on first use; (token, just made)."""
+    where = (Pipeline.repository_id == repository_id, Pipeline.name == pipeline)
+    with bench.db.session() as session:
+        sealed = session.scalar(select(Pipeline.hook_token_enc).where(*where))
+        if sealed is not None:
+            return bench.box.open(sealed), False
+        made = secrets.token_urlsafe(32)
+        done = session.execute(
+            update(Pipeline)
+            .where(*where, Pipeline.hook_token_enc.is_(None))
+            .values(hook_token_enc=bench.box.seal(made))
+        )
+        if getattr(done, "rowcount", 0):
+            return made, True
+    with bench.db.session() as session:  # another worker made it first
+        sealed = session.scalar(select(Pipeline.hook_token_enc).where(*where))
+    assert sealed is not None
+    return bench.box.open(sealed), False
 
 
 #: Failures worth another try: the next attempt may find GitLab, GitHub, the source, the lock
@@ -217,6 +239,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     LockBusy,
     PipelineMoved,
     StatusNotPosted,
+    CommentNotPosted,
     OperationalError,
     InterfaceError,
     PoolTimeout,
@@ -232,11 +255,11 @@ def advance(bench: Workbench, run_id: int, ticket: int | None = None) -> str:
     `ticket` is the hand-out this call answers (None in-process): a stale one is skipped.
     Returns the run's state afterwards ("stale" or "gone" when there was nothing to do).
     """
+    if ticket is not None and not pick(bench.db, run_id, ticket, bench.settings.dispatch_lease):
+        return "stale"
     view = load(bench, run_id)
     if view is None:
         return "gone"
-    if ticket is not None and view.ticket != ticket:
-        return "stale"
     try:
         if view.state in ("queued", "mirrored"):
             _start(bench, view)
@@ -523,6 +546,48 @@ def cleanup(bench: Workbench, repository_id: int, ref: str) -> int:
                 bench.mirror.delete(repository_id, project.http_url_to_repo, mirror_ref(ref))
                 removed += 1
     return removed
+
+
+def purge(bench: Workbench, repository_id: int, pipelines: list[str]) -> int:
+    """A registration was deleted: delete its mirror projects (pipelines, logs, CI variables with
+    the FirecREST credentials), their group and the mirror cache. Returns the projects deleted."""
+    group = bench.settings.gitlab_group.strip("/")
+    deleted = 0
+    for name in pipelines:
+        try:
+            bench.gitlab.projects.delete(project_path(group, repository_id, name))
+            deleted += 1
+        except gitlab.exceptions.GitlabDeleteError as error:
+            if error.response_code != 404:
+                raise
+    try:
+        bench.gitlab.groups.delete(f"{group}/{repository_id}")
+    except gitlab.exceptions.GitlabDeleteError as error:
+        if error.response_code != 404:
+            raise
+    with _lock(bench, repository_id):
+        shutil.rmtree(bench.mirror.cache_root / f"source-{repository_id}.git", ignore_errors=True)
+    logger().info("registration purged", extra={"repository_id": repository_id, "projects": deleted})
+    return deleted
+
+
+def ask_for_approval(bench: Workbench, request: dict[str, Any]) -> None:
+    """Say on the pull request why a `run` comment started nothing, and what to do."""
+    with bench.db.session() as session:
+        repo = session.get(Repository, int(request["repository_id"]))
+        if repo is None:
+            return
+        token, full_name = bench.box.open(repo.notification_token_enc), repo.full_name
+    sha, prefix = str(request["sha"])[:12], bench.settings.command_prefix
+    post_comment(
+        bench.settings.github_api_url,
+        token,
+        full_name,
+        int(request["pr_number"]),
+        f"@{request['commenter']} your `{prefix} run` comment started nothing: this pull request's "
+        f"head {sha} was not seen by the CI service before your comment was made, so the comment "
+        f"does not approve it. Review the current commits, then comment `{prefix} run` again.",
+    )
 
 
 def _lock(bench: Workbench, repository_id: int) -> AbstractContextManager[None]:

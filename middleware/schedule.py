@@ -2,13 +2,13 @@
 
 An accepted trigger is written as a Run in the intake's own transaction, due at
 once. A dispatcher in every worker hands due runs to Celery as `(run id,
-ticket)` and pushes `next_check_at` one lease ahead, so a message that the
-broker loses (a restart without persistence, a worker killed) is handed out
-again when the lease runs out. The worker that advances a run settles its
-next check (none once nothing is left, the reconcile interval while its
-pipeline runs, a backoff after a failure) only if no newer hand-out or hook
-poke happened meanwhile. Tickets let a worker skip a message that a newer
-hand-out replaced.
+ticket)`; the worker that takes one up marks it picked and due again one lease
+later, so a worker that dies mid-step is covered, and a hand-out still waiting
+in the queue is repeated only when it is known lost (see middleware.handout).
+The worker settles the run's next check (none once nothing is left, the
+reconcile interval while its pipeline runs, a backoff after a failure) only if
+no newer hand-out or hook poke happened meanwhile. Tickets let a worker skip a
+message that a newer hand-out replaced.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from middleware.db import Database
+from middleware.handout import SAFETY
 from middleware.logs import logger
 from middleware.models import Run, utcnow
 
@@ -77,12 +78,12 @@ def record_run(db: Database, trigger: dict[str, Any]) -> int:
     return int(found)
 
 
-def dispatch_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH) -> int:
+def dispatch_due(db: Database, celery: Any, lease: float, epoch: str, *, limit: int = BATCH) -> int:
     """Hand the runs that are due to the queue, each with a new ticket; returns how many.
 
-    The claim (new ticket, next check one lease ahead) commits before the messages go
-    out, so a worker never sees a message before its ticket. Runs whose message could not
-    be sent are made due again at once.
+    The claim (new ticket; due again only after SAFETY leases unless taken up) commits before
+    the messages go out, so a worker never sees a message before its ticket. Runs whose
+    message could not be sent are made due again at once.
     """
     now = utcnow()
     with db.session() as session:
@@ -97,7 +98,12 @@ def dispatch_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH)
         session.execute(
             update(Run)
             .where(Run.id.in_(ids))
-            .values(ticket=Run.ticket + 1, next_check_at=now + dt.timedelta(seconds=lease))
+            .values(
+                ticket=Run.ticket + 1,
+                next_check_at=now + dt.timedelta(seconds=lease * SAFETY),
+                dispatched_at=now,
+                dispatch_epoch=epoch,
+            )
         )
         tickets = {
             row[0]: row[1] for row in session.execute(select(Run.id, Run.ticket).where(Run.id.in_(ids)))
@@ -115,6 +121,35 @@ def dispatch_due(db: Database, celery: Any, lease: float, *, limit: int = BATCH)
     return sent
 
 
+def pick(db: Database, run_id: int, ticket: int, lease: float) -> bool:
+    """A worker takes up a hand-out: False if a newer one replaced it (skip the message).
+
+    From now on it is due again one lease later unless the worker settles it first.
+    """
+    with db.session() as session:
+        done = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.ticket == ticket)
+            .values(picked_ticket=ticket, next_check_at=utcnow() + dt.timedelta(seconds=lease))
+        )
+        return bool(getattr(done, "rowcount", 0))
+
+
+def repeat_lost(db: Database, epoch: str) -> int:
+    """The broker lost its queue: hand-outs of older epochs still waiting are due at once."""
+    with db.session() as session:
+        done = session.execute(
+            update(Run)
+            .where(
+                Run.next_check_at.is_not(None),
+                Run.ticket > Run.picked_ticket,
+                or_(Run.dispatch_epoch.is_(None), Run.dispatch_epoch != epoch),
+            )
+            .values(next_check_at=utcnow())
+        )
+        return int(getattr(done, "rowcount", 0) or 0)
+
+
 def settle(db: Database, run_id: int, ticket: int | None, next_check_at: dt.datetime | None) -> bool:
     """Set when the run is looked at next, unless a newer hand-out or a poke came meanwhile."""
     with db.session() as session:
@@ -125,14 +160,22 @@ def settle(db: Database, run_id: int, ticket: int | None, next_check_at: dt.date
         return bool(getattr(done, "rowcount", 0))
 
 
-def poke(db: Database, gitlab_pipeline_id: int) -> int | None:
-    """GitLab says a pipeline changed: make its run due now. Returns the run's id, if any."""
+def poke(db: Database, gitlab_pipeline_id: int, *, repository_id: int, pipeline: str) -> int | None:
+    """GitLab says a pipeline of this mirror project changed: make its run due now (its id, if any)."""
     with db.session() as session:
-        run_id = session.scalar(select(Run.id).where(Run.gitlab_pipeline_id == gitlab_pipeline_id))
+        run_id = session.scalar(
+            select(Run.id).where(
+                Run.gitlab_pipeline_id == gitlab_pipeline_id,
+                Run.repository_id == repository_id,
+                Run.pipeline_name == pipeline,
+            )
+        )
         if run_id is None:
             return None
         session.execute(
-            update(Run).where(Run.id == run_id).values(ticket=Run.ticket + 1, next_check_at=utcnow())
+            update(Run)
+            .where(Run.id == run_id)
+            .values(ticket=Run.ticket + 1, picked_ticket=Run.ticket + 1, next_check_at=utcnow())
         )
         return int(run_id)
 

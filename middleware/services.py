@@ -25,6 +25,8 @@ class Services:
     dispatch: Callable[[], int]
     #: Checks a GitHub token live (PyGithub); raises TokenRejected; returns the repo's privacy.
     check_github_token: Callable[[str, str], bool]
+    #: Logins -> GitHub's numeric user ids (PyGithub); raises UnknownUser or UsersUnavailable.
+    resolve_github_users: Callable[[str, list[str]], dict[str, int]]
     celery: Any = None
     registrations: RegistrationCache = field(default_factory=RegistrationCache)
 

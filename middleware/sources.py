@@ -6,10 +6,10 @@ before they reach git, and the URL was validated when it was registered.
 
 from __future__ import annotations
 
-import re
 import subprocess
 
-_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,250}$")
+from middleware.refs import safe_full_ref
+
 TIMEOUT = 20
 
 
@@ -21,13 +21,9 @@ class SourceUnavailable(RuntimeError):
     pass
 
 
-def valid_ref_name(name: str) -> bool:
-    return bool(_REF.match(name)) and not name.endswith((".lock", "/")) and "//" not in name
-
-
 def resolve(clone_url: str, ref: str) -> str:
     """The commit `ref` (a full ref like refs/heads/main) points to at the source."""
-    if not ref.startswith("refs/") or not valid_ref_name(ref):
+    if not safe_full_ref(ref):
         raise RefNotFound(f"{ref!r} is not a valid ref")
     try:
         done = subprocess.run(

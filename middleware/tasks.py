@@ -18,13 +18,18 @@ from celery import Celery, Task
 from flask import Flask
 
 from middleware import outbox, runs
+from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.logs import logger
+from middleware.registry.trust import resolve_trusted_users
 from middleware.schedule import ADVANCE_RUN
 from middleware.settings import Settings
 
 RECORD_CLEANUP = "firecrest_ci.record_cleanup"
 SYNC_PROJECTS = "firecrest_ci.sync_projects"
+RESOLVE_TRUSTED_USERS = "firecrest_ci.resolve_trusted_users"
+PURGE_REPOSITORY = "firecrest_ci.purge_repository"
+NOTIFY_STALE_APPROVAL = "firecrest_ci.notify_stale_approval"
 
 
 def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
@@ -70,6 +75,8 @@ def register_tasks(
     db: Database,
     settings: Settings,
     bench: Callable[[], runs.Workbench] | None = None,
+    resolve_users: Callable[[str, list[str]], dict[str, int]] | None = None,
+    box: SecretBox | None = None,
 ) -> None:
     """Thin tasks over plain functions; `bench` builds the configured clients on first use."""
     cached: list[runs.Workbench] = []
@@ -82,7 +89,11 @@ def register_tasks(
 
     def settling(outbox_id: int | None) -> Any:
         return outbox.settling(
-            db, outbox_id, backoff_max=settings.retry_backoff_max, window=settings.start_window
+            db,
+            outbox_id,
+            lease=settings.dispatch_lease,
+            backoff_max=settings.retry_backoff_max,
+            window=settings.start_window,
         )
 
     @celery.task(name=ADVANCE_RUN, acks_late=True)  # type: ignore[untyped-decorator]
@@ -107,3 +118,26 @@ def register_tasks(
         """A registration changed: bring its mirror projects' settings and variables up to date."""
         with settling(outbox_id):
             return runs.sync_projects(workbench(), int(payload["repository_id"])) if bench is not None else 0
+
+    @celery.task(name=RESOLVE_TRUSTED_USERS, acks_late=True)  # type: ignore[untyped-decorator]
+    def resolve_trusted_users_task(payload: dict[str, Any], outbox_id: int | None = None) -> int:
+        """Trusted logins stored without their GitHub id (GitHub was away, or a migration)."""
+        assert resolve_users is not None
+        assert box is not None
+        with settling(outbox_id):
+            return resolve_trusted_users(db, box, resolve_users, int(payload["repository_id"]))
+
+    @celery.task(name=PURGE_REPOSITORY, acks_late=True)  # type: ignore[untyped-decorator]
+    def purge_repository_task(payload: dict[str, Any], outbox_id: int | None = None) -> int:
+        """A registration was deleted: its mirror projects, their variables and its cache go."""
+        with settling(outbox_id):
+            if bench is None:
+                return 0
+            return runs.purge(workbench(), int(payload["repository_id"]), list(payload.get("pipelines", [])))
+
+    @celery.task(name=NOTIFY_STALE_APPROVAL, acks_late=True)  # type: ignore[untyped-decorator]
+    def notify_stale_approval_task(payload: dict[str, Any], outbox_id: int | None = None) -> None:
+        """A `run` comment did not approve the PR's head: ask for a fresh approval on the PR."""
+        with settling(outbox_id):
+            if bench is not None:
+                runs.ask_for_approval(workbench(), payload)

@@ -21,7 +21,7 @@ with refuse_to_start():
     app = create_app()
 services = app.extensions[EXTENSION]
 celery = services.celery
-dispatcher = Dispatcher(services.db, celery, services.settings.dispatch_lease)
+dispatcher = Dispatcher(services.db, celery, services.settings.dispatch_lease, services.settings.broker_url)
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

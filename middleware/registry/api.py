@@ -20,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from middleware import outbox
-from middleware.models import Pipeline, Repository, Run
+from middleware.logs import logger
+from middleware.models import OutboxItem, Pipeline, Repository, Run, utcnow
 from middleware.registry.github_token import TokenRejected
+from middleware.registry.github_users import UnknownUser, UsersUnavailable, entries, unresolved
 from middleware.registry.schemas import (
     PipelineCreate,
     PipelineUpdate,
@@ -31,11 +33,13 @@ from middleware.registry.schemas import (
 )
 from middleware.registry.urls import UnsafeURL, check_clone_url
 from middleware.services import Services, services
-from middleware.tasks import SYNC_PROJECTS
+from middleware.tasks import PURGE_REPOSITORY, RESOLVE_TRUSTED_USERS, SYNC_PROJECTS
 
 bp = Blueprint("registry", __name__, url_prefix="/api")
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
+#: repositories.id is a 32-bit integer: a larger id names no repository (and PostgreSQL refuses it).
+MAX_REPOSITORY_ID = 2**31 - 1
 
 
 class ApiProblem(Exception):
@@ -83,13 +87,39 @@ def _sync_mirrors(repo_id: int) -> None:
         outbox.add(svc.db, SYNC_PROJECTS, {"repository_id": repo_id})
 
 
+def _nul_field(payload: Any) -> str | None:
+    """Where a key or string holds a NUL, which PostgreSQL text cannot store and no field needs.
+
+    Iterative: a body may nest as deep as the JSON parser allows.
+    """
+    pending: list[tuple[str, Any]] = [("", payload)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return path
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if "\x00" in where:
+                    return where.replace("\x00", "\\x00")
+                pending.append((where, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}.{index}", item) for index, item in enumerate(value))
+    return None
+
+
 def parse(model: type[M]) -> M:
     try:
         payload = json.loads(request.get_data(cache=False) or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # also nested too deep, or an integer too long to read
         raise ApiProblem(400, "the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiProblem(400, "the body must be a JSON object")
+    where = _nul_field(payload)
+    if where is not None:
+        raise ApiProblem(
+            422, "invalid fields", [{"field": where, "message": "must not contain NUL characters"}]
+        )
     try:
         return model.model_validate(payload)
     except ValidationError as error:
@@ -115,6 +145,30 @@ def _check_token(svc: Services, token: str, full_name: str) -> bool:
         raise ApiProblem(422, str(error), [{"field": "notification_token", "message": str(error)}]) from None
 
 
+def _trusted_users(svc: Services, token: str, logins: list[str] | None) -> list[dict[str, Any]] | None:
+    """Logins -> [{"id", "login"}] through GitHub now; ids GitHub cannot give now are resolved
+    later by the workers (until then those logins trust no one)."""
+    if logins is None:
+        return None
+    ids: dict[str, int] = {}
+    if logins and svc.settings.verify_github_tokens:
+        try:
+            ids = svc.resolve_github_users(token, logins)
+        except UnknownUser as error:
+            raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
+        except UsersUnavailable as error:
+            logger().warning("trusted users not resolved yet", extra={"error": str(error)})
+    return entries(logins, ids)
+
+
+def _queue_resolution(session: Session, repo: Repository) -> None:
+    """In the same transaction as the change: the workers resolve what GitHub could not tell now."""
+    if unresolved(repo.trusted_users) or any(unresolved(p.trusted_users) for p in repo.pipelines):
+        session.add(
+            OutboxItem(task=RESOLVE_TRUSTED_USERS, payload={"repository_id": repo.id}, due_at=utcnow())
+        )
+
+
 def pipeline_json(pipeline: Pipeline, box_open: Callable[[str], str]) -> dict[str, Any]:
     variables = json.loads(box_open(pipeline.variables_enc)) if pipeline.variables_enc else {}
     return {
@@ -127,6 +181,7 @@ def pipeline_json(pipeline: Pipeline, box_open: Callable[[str], str]) -> dict[st
         "tags": pipeline.tags,
         "cancel_superseded": pipeline.cancel_superseded,
         "variables": sorted(variables),  # names only: values are secret
+        "allowed_variables": pipeline.allowed_variables,
     }
 
 
@@ -178,7 +233,7 @@ def run_json(run: Run) -> dict[str, Any]:
 
 
 def _repository(session: Session, repo_id: int) -> Repository:
-    repo = session.get(Repository, repo_id)
+    repo = session.get(Repository, repo_id) if 0 < repo_id <= MAX_REPOSITORY_ID else None
     if repo is None:
         raise ApiProblem(404, f"no repository with id {repo_id}")
     return repo
@@ -208,7 +263,7 @@ def create_repository() -> tuple[Response, int]:
         firecrest_client_id=body.firecrest_client_id,
         firecrest_client_secret_enc=svc.box.seal(body.firecrest_client_secret),
         default_account=body.default_account,
-        trusted_users=body.trusted_users,
+        trusted_users=_trusted_users(svc, body.notification_token, body.trusted_users),
         branches=body.branches,
         source_private=private,
     )
@@ -217,6 +272,7 @@ def create_repository() -> tuple[Response, int]:
             session.add(repo)
             session.flush()
             answer = repository_json(repo, svc)
+            _queue_resolution(session, repo)
     except IntegrityError:
         raise ApiProblem(409, f"{body.full_name} is already registered") from None
     answer["webhook_secret"] = webhook_secret  # shown once, never again
@@ -253,6 +309,7 @@ def update_repository(repo_id: int) -> Response:
         if body.notification_token is not None:
             repo.source_private = _check_token(svc, body.notification_token, repo.full_name)
             repo.notification_token_enc = svc.box.seal(body.notification_token)
+        token = svc.box.open(repo.notification_token_enc)
         if body.firecrest_client_id is not None:
             repo.firecrest_client_id = body.firecrest_client_id
         if body.firecrest_client_secret is not None:
@@ -260,7 +317,7 @@ def update_repository(repo_id: int) -> Response:
         if "default_account" in body.model_fields_set:
             repo.default_account = body.default_account
         if body.trusted_users is not None:
-            repo.trusted_users = body.trusted_users
+            repo.trusted_users = _trusted_users(svc, token, body.trusted_users) or []
         if body.branches is not None:
             repo.branches = body.branches
         if body.rotate_webhook_secret:
@@ -268,6 +325,7 @@ def update_repository(repo_id: int) -> Response:
             repo.webhook_secret_enc = svc.box.seal(new_secret)
         session.flush()
         answer = repository_json(repo, svc)
+        _queue_resolution(session, repo)
     if new_secret:
         answer["webhook_secret"] = new_secret
     return jsonify(answer)
@@ -276,8 +334,18 @@ def update_repository(repo_id: int) -> Response:
 @bp.delete("/repositories/<int:repo_id>")
 @admin_only
 def delete_repository(repo_id: int) -> tuple[str, int]:
-    with services().db.session() as session:
-        session.delete(_repository(session, repo_id))
+    """Gone at once here; the workers then delete its mirror projects (their pipelines, logs and
+    CI variables with the FirecREST credentials) and its mirror cache. Ids are never reused."""
+    svc = services()
+    with svc.db.session() as session:
+        repo = _repository(session, repo_id)
+        names = [p.name for p in repo.pipelines]
+        session.delete(repo)
+        session.add(
+            OutboxItem(
+                task=PURGE_REPOSITORY, payload={"repository_id": repo_id, "pipelines": names}, due_at=utcnow()
+            )
+        )
     return "", 204
 
 
@@ -293,15 +361,19 @@ def create_pipeline(repo_id: int) -> tuple[Response, int]:
                 name=body.name,
                 entrypoint=body.entrypoint,
                 system=body.system,
-                trusted_users=body.trusted_users,
+                trusted_users=_trusted_users(
+                    svc, svc.box.open(repo.notification_token_enc), body.trusted_users
+                ),
                 branches=body.branches,
                 tags=body.tags,
                 cancel_superseded=body.cancel_superseded,
                 variables_enc=svc.box.seal(json.dumps(body.variables)) if body.variables else None,
+                allowed_variables=body.allowed_variables,
             )
             repo.pipelines.append(pipeline)
             session.flush()
             answer = pipeline_json(pipeline, svc.box.open)
+            _queue_resolution(session, repo)
     except IntegrityError:
         raise ApiProblem(409, f"pipeline {body.name!r} already exists in this repository") from None
     return jsonify(answer), 201
@@ -330,16 +402,22 @@ def update_pipeline(repo_id: int, name: str) -> Response:
     svc = services()
     body = parse(PipelineUpdate)
     with svc.db.session() as session:
-        pipeline = _pipeline(_repository(session, repo_id), name)
+        repo = _repository(session, repo_id)
+        pipeline = _pipeline(repo, name)
         for field in ("entrypoint", "system", "tags", "cancel_superseded"):
             value = getattr(body, field)
             if value is not None:
                 setattr(pipeline, field, value)
-        for field in ("trusted_users", "branches"):
-            if field in body.model_fields_set:
-                setattr(pipeline, field, getattr(body, field))
+        if "branches" in body.model_fields_set:
+            pipeline.branches = body.branches
+        if "trusted_users" in body.model_fields_set:
+            token = svc.box.open(repo.notification_token_enc)
+            pipeline.trusted_users = _trusted_users(svc, token, body.trusted_users)
+            _queue_resolution(session, repo)
         if body.variables is not None:
             pipeline.variables_enc = svc.box.seal(json.dumps(body.variables)) if body.variables else None
+        if "allowed_variables" in body.model_fields_set:
+            pipeline.allowed_variables = body.allowed_variables
         session.flush()
         return jsonify(pipeline_json(pipeline, svc.box.open))
 

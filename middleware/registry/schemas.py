@@ -12,7 +12,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from middleware.commands import check_variable_name
+
 NAME_PATTERN = r"^[^\s]{1,100}$"
+#: A GitHub owner/name; the webhook intake refuses any other name before looking it up.
+FULL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -24,7 +28,7 @@ def _check_logins(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     for login in values:
-        if not _LOGIN.match(login):
+        if not _LOGIN.fullmatch(login):
             raise ValueError(f"{login!r} is not a GitHub login")
     return sorted(set(values), key=str.lower)
 
@@ -40,9 +44,18 @@ def _check_branches(values: list[str] | None) -> list[str] | None:
 
 def _check_variables(values: dict[str, str] | None) -> dict[str, str] | None:
     for name in values or {}:
-        if not _VAR_NAME.match(name):
+        if not _VAR_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a variable name")
     return values
+
+
+def _check_allowed_variables(values: list[str] | None) -> list[str] | None:
+    """The names a comment or API trigger may set: the same rule as theirs, so none is unusable."""
+    for name in values or ():
+        problem = check_variable_name(name)
+        if problem:
+            raise ValueError(problem)
+    return None if values is None else sorted(set(values))
 
 
 class _Strict(BaseModel):
@@ -51,7 +64,7 @@ class _Strict(BaseModel):
 
 class RepositoryCreate(_Strict):
     provider: str = Field(default="github", pattern="^github$")
-    full_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", max_length=200)
+    full_name: str = Field(pattern=FULL_NAME_PATTERN, max_length=200)
     clone_url: str = Field(max_length=500)
     notification_token: Secret
     firecrest_client_id: str = Field(min_length=1, max_length=200)
@@ -87,11 +100,14 @@ class PipelineCreate(_Strict):
     tags: list[str] = Field(default_factory=list, max_length=100)
     cancel_superseded: bool = True
     variables: dict[str, Secret] = Field(default_factory=dict, max_length=100)
+    #: The only variable names a comment or API trigger may set; None: any name not reserved.
+    allowed_variables: list[str] | None = Field(default=None, max_length=100)
 
     _logins = field_validator("trusted_users")(_check_logins)
     _branches = field_validator("branches", "tags")(_check_branches)
 
     _variables = field_validator("variables")(_check_variables)
+    _allowed = field_validator("allowed_variables")(_check_allowed_variables)
 
 
 class PipelineUpdate(_Strict):
@@ -102,10 +118,13 @@ class PipelineUpdate(_Strict):
     tags: list[str] | None = None
     cancel_superseded: bool | None = None
     variables: dict[str, Secret] | None = None
+    #: Replaces the list; null lifts the narrowing.
+    allowed_variables: list[str] | None = Field(default=None, max_length=100)
 
     _logins = field_validator("trusted_users")(_check_logins)
     _branches = field_validator("branches", "tags")(_check_branches)
     _variables = field_validator("variables")(_check_variables)
+    _allowed = field_validator("allowed_variables")(_check_allowed_variables)
 
 
 def error_details(error: ValidationError) -> list[dict[str, Any]]:

@@ -49,6 +49,6 @@ def check_clone_url(url: str, allowed_hosts: tuple[str, ...], *, insecure_sandbo
         raise UnsafeURL(f"clone URL host {host} is not allowed; allowed: {', '.join(allowed_hosts)}")
     if parts.port not in (None, 443):
         raise UnsafeURL("clone URL must use the default https port")
-    if parts.query or parts.fragment or not _PATH.match(parts.path):
+    if parts.query or parts.fragment or not _PATH.fullmatch(parts.path):
         raise UnsafeURL("clone URL must look like https://<host>/<owner>/<repo>.git")
     return url

@@ -53,9 +53,9 @@ def _optional_str(data: Any, path: str) -> str | None:
     return value
 
 
-def _int(data: Any, path: str) -> int:
+def _int(data: Any, path: str, bound: int = 2**31) -> int:
     value = _get(data, path)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < bound:
         raise MalformedPayload(f"field {path} must be a positive integer")
     return value
 
@@ -125,6 +125,7 @@ def parse_event(event_name: str, payload: object) -> Event:
             head_repository=head_repository,
             base_ref=_str(payload, "pull_request.base.ref", max_len=300),
             sender=_sender(payload),
+            author_id=_int(payload, "pull_request.user.id", bound=2**63),
         )
     if event_name == "issue_comment":
         issue = _get(payload, "issue")
@@ -137,6 +138,8 @@ def parse_event(event_name: str, payload: object) -> Event:
             is_pull_request=isinstance(issue.get("pull_request"), dict),
             author=_str(payload, "comment.user.login", max_len=100),
             body=_optional_str(payload, "comment.body") or "",
+            author_id=_int(payload, "comment.user.id", bound=2**63),
+            created_at=_optional_str(payload, "comment.created_at") or "",
         )
     action = payload.get("action")
     return OtherEvent(

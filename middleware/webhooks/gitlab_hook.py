@@ -1,9 +1,12 @@
-"""`POST /webhooks/gitlab`: GitLab's pipeline hooks, checked with `X-Gitlab-Token`.
+"""`POST /webhooks/gitlab`: GitLab's pipeline hooks, checked with each project's own token.
 
-A hook only says "look again": it makes the pipeline's run due at once, and the
-worker that takes it reads the pipeline from GitLab's API before it records or
-reports anything (the hook's body is never trusted for the status). A lost
-hook costs only time: running pipelines are read every RECONCILE_INTERVAL.
+Every mirror project's hook carries its own `X-Gitlab-Token` (made on first
+use, kept encrypted with its pipeline), so a token that leaks opens one
+project, not all. A hook only says "look again": it makes the pipeline's run
+due at once, and the worker that takes it reads the pipeline from GitLab's API
+before it records or reports anything (the hook's body is never trusted for
+the status). A lost hook costs only time: running pipelines are read every
+RECONCILE_INTERVAL.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, request
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from middleware.models import Pipeline
 from middleware.schedule import poke
-from middleware.services import services
+from middleware.services import Services, services
 
 bp = Blueprint("gitlab_hooks", __name__, url_prefix="/webhooks")
 
@@ -26,22 +31,50 @@ def _text(status: int, text: str) -> Response:
     return Response(text + "\n", status=status, mimetype="text/plain")
 
 
+def _expected_token(svc: Services, project_path: object) -> str | None:
+    """The token of the mirror project `<group>/<repository id>/<pipeline>`, if it is one of ours."""
+    group = svc.settings.gitlab_group.strip("/")
+    if not isinstance(project_path, str) or not project_path.startswith(f"{group}/"):
+        return None
+    repository, _, name = project_path[len(group) + 1 :].partition("/")
+    if not repository.isascii() or not repository.isdigit() or len(repository) > 18 or not name:
+        return None
+    with svc.db.session() as session:
+        found = session.execute(
+            select(Pipeline.hook_token_enc).where(
+                Pipeline.repository_id == int(repository), Pipeline.name == name
+            )
+        ).first()
+    if found is None:
+        return None
+    if found[0] is None:  # a project made before per-project tokens: the shared legacy token
+        return svc.settings.gitlab_webhook_token or None
+    return svc.box.open(found[0])
+
+
 @bp.post("/gitlab")
 def gitlab_webhook() -> Response:
     svc = services()
-    expected = svc.settings.gitlab_webhook_token
-    given = request.headers.get("X-Gitlab-Token", "")
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        return _text(401, "X-Gitlab-Token missing or wrong")
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or body.get("object_kind") != "pipeline":
+    project = body.get("project") if isinstance(body, dict) else None
+    path = project.get("path_with_namespace") if isinstance(project, dict) else None
+    given = request.headers.get("X-Gitlab-Token", "")
+    try:
+        expected = _expected_token(svc, path)
+    except SQLAlchemyError:
+        return _text(503, "storage unavailable; try again")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return _text(401, "X-Gitlab-Token missing or wrong for this project")
+    assert isinstance(body, dict)
+    if body.get("object_kind") != "pipeline":
         return _text(202, "not a pipeline event: nothing to do")
     attributes = body.get("object_attributes")
     pipeline_id = attributes.get("id") if isinstance(attributes, dict) else None
     if not isinstance(pipeline_id, int) or isinstance(pipeline_id, bool) or not 0 < pipeline_id <= MAX_ID:
         return _text(400, "pipeline event without a valid object_attributes.id")
+    repository, _, name = str(path).split("/", 1)[1].partition("/")  # checked by _expected_token
     try:
-        run_id = poke(svc.db, pipeline_id)
+        run_id = poke(svc.db, pipeline_id, repository_id=int(repository), pipeline=name)
     except SQLAlchemyError:
         return _text(503, "storage unavailable; try again")
     if run_id is None:

@@ -1,7 +1,8 @@
 """`POST /webhooks/github`: verify, decide, store, acknowledge.
 
-Order of checks: size limit, parse, look up the repository named in the
-payload, verify `X-Hub-Signature-256` with that repository's secret. Nothing
+Order of checks: size limit, header shapes, parse, the shape of the repository
+name, look up the repository named in the payload, verify
+`X-Hub-Signature-256` with that repository's secret. Nothing
 else is read or stored before the signature holds. An accepted delivery, its
 triggers (as runs, due at once) and its cleanups (outbox rows) are written in
 one transaction before the answer: the workers drive them from the database,
@@ -12,6 +13,7 @@ so nothing accepted depends on the broker. A redelivered id is answered
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict
 from typing import Any
@@ -22,21 +24,35 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from middleware.domain import CommentEvent, Decision, PingEvent
+from middleware.domain import CommentEvent, Decision, PingEvent, PullRequestEvent
+from middleware.errors import storage_unavailable, unavailable_text
 from middleware.logs import logger
 from middleware.models import Delivery, OutboxItem, Repository, utcnow
 from middleware.ops import metrics
 from middleware.policy import decide
+from middleware.refs import is_sha
 from middleware.registry.cache import Registration
 from middleware.registry.config import to_config
+from middleware.registry.schemas import FULL_NAME_PATTERN
 from middleware.schedule import insert_runs
 from middleware.services import services
-from middleware.tasks import RECORD_CLEANUP
-from middleware.webhooks.enrich import EnrichmentUnavailable, is_command_candidate, pin_pull_request
+from middleware.tasks import NOTIFY_STALE_APPROVAL, RECORD_CLEANUP
+from middleware.webhooks.approvals import judge, record_head
+from middleware.webhooks.enrich import (
+    EnrichmentUnavailable,
+    PullRequestNotFound,
+    is_command_candidate,
+    pin_pull_request,
+)
 from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
 from middleware.webhooks.signature import verify
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+#: Header values stored with the delivery: printable ASCII that fits deliveries.event (50) and .id (100).
+_EVENT_NAME = re.compile(r"[\x21-\x7e]{1,50}")
+_DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,100}")
+#: What the registration API accepts as a full name; anything else cannot be registered.
+_FULL_NAME = re.compile(FULL_NAME_PATTERN)
 
 
 class Answer(Exception):
@@ -55,7 +71,7 @@ def _payload(body: bytes, content_type: str) -> Any:
                 raise Answer(400, "form-encoded delivery without a `payload` field", "malformed")
             return json.loads(values[0])
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # also too deep, or an integer too long to read
         raise Answer(400, f"the body is not valid JSON ({type(error).__name__})", "malformed") from None
 
 
@@ -103,17 +119,25 @@ def _handle() -> tuple[str, str, int, str]:
     svc = services()
     event_name = request.headers.get("X-GitHub-Event", "").strip()
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
-    if not event_name or not delivery_id or len(delivery_id) > 100:
+    if not event_name or not delivery_id:
         raise Answer(400, "X-GitHub-Event and X-GitHub-Delivery headers are required", "malformed")
+    if not _EVENT_NAME.fullmatch(event_name) or not _DELIVERY_ID.fullmatch(delivery_id):
+        raise Answer(
+            400,
+            "X-GitHub-Event (up to 50) and X-GitHub-Delivery (up to 100) must be printable ASCII",
+            "malformed",
+        )
     body = request.get_data(cache=True)
     payload = _payload(body, request.content_type or "")
     full_name = repository_full_name(payload)
     if full_name is None:
-        if event_name == "ping":
+        if event_name == "ping" and not (isinstance(payload, dict) and "repository" in payload):
             raise Answer(
                 202, "ping without a repository (an organisation hook): nothing to verify", "ignored"
             )
         raise Answer(400, "the payload names no repository (repository.full_name)", "malformed")
+    if not _FULL_NAME.fullmatch(full_name):  # never looked up: no such name can be registered
+        raise Answer(400, "repository.full_name is not an owner/name GitHub could send", "malformed")
     registration = _registration(full_name)
     if registration is None:
         raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
@@ -133,18 +157,22 @@ def _handle() -> tuple[str, str, int, str]:
         decision, status, text = Decision(reason="ping"), 200, "pong"
     else:
         prefix = svc.settings.command_prefix
+        gone: Decision | None = None
         if isinstance(event, CommentEvent) and is_command_candidate(event, config, prefix):
             try:
                 event = pin_pull_request(
                     event, svc.settings.github_api_url, svc.box.open(notification_token_enc)
                 )
+                event = judge(svc.db, config.id, event)
+            except PullRequestNotFound as error:  # final: stored and answered, never redelivered
+                gone = Decision(reason=str(error))
             except EnrichmentUnavailable as error:
                 raise Answer(
                     503,
                     f"could not pin the pull request's head commit: {error}; redeliver later",
                     "github-unavailable",
                 ) from None
-        decision = decide(event, config, prefix=prefix)
+        decision = gone if gone is not None else decide(event, config, prefix=prefix)
         if decision.empty:
             status, text = 202, f"nothing to run: {decision.reason}"
         else:
@@ -176,6 +204,22 @@ def _handle() -> tuple[str, str, int, str]:
                 )
             )
             insert_runs(connection, triggers)
+            if isinstance(event, PullRequestEvent) and is_sha(event.head_sha):
+                record_head(connection, config.id, event.number, event.head_sha)
+            if decision.stale_approval and isinstance(event, CommentEvent) and event.head_sha:
+                record_head(connection, config.id, event.issue_number, event.head_sha)
+                cleanups.append(
+                    {
+                        "delivery_id": delivery_id,
+                        "task": NOTIFY_STALE_APPROVAL,
+                        "payload": {
+                            "repository_id": config.id,
+                            "pr_number": event.issue_number,
+                            "sha": event.head_sha,
+                            "commenter": storable(event.author),
+                        },
+                    }
+                )
             if cleanups:
                 connection.execute(
                     insert(OutboxItem),
@@ -190,12 +234,6 @@ def _handle() -> tuple[str, str, int, str]:
                 svc.registrations.clear()
                 raise Answer(404, f"repository {full_name} was just removed", "unregistered") from None
         raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate") from None
-    except SQLAlchemyError as error:
-        raise Answer(
-            503,
-            f"could not store the delivery ({type(error).__name__}); GitHub may redeliver it",
-            "store-failed",
-        ) from None
     return event_name, full_name, status, text
 
 
@@ -209,6 +247,11 @@ def github_webhook() -> Response:
         outcome = "queued" if text.startswith("queued") else ("pong" if text == "pong" else "no-trigger")
     except Answer as answer:
         status, text, outcome = answer.status, answer.text, answer.outcome
+    except SQLAlchemyError as error:  # from the look-up or the store alike; a bug stays a 500
+        if not storage_unavailable(error):
+            raise
+        status, outcome = 503, "store-failed"
+        text = f"{unavailable_text(error)}: nothing was accepted; GitHub may redeliver it"
     elapsed = time.perf_counter() - started
     metrics().deliveries.labels(event_name, outcome).inc()
     metrics().ack_seconds.observe(elapsed)

@@ -39,16 +39,20 @@ class GitHubState:
     comments: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     down_until: float = 0.0
+    #: Seconds every API answer waits before it is sent (a slow or hanging GitHub).
+    delay: float = 0.0
     #: The next N commit statuses are recorded, then answered 502 (an answer lost on the way).
     lose_status_answers: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
-    def add_user(self, login: str, token: str | None = None) -> None:
+    def add_user(self, login: str, token: str | None = None) -> int:
+        """Add (or find) a user; returns its numeric id."""
         with self.lock:
-            self.users[login.lower()] = {"login": login, "id": next(self.ids)}
+            user = self.users.setdefault(login.lower(), {"login": login, "id": next(self.ids)})
             if token:
                 self.tokens[token] = login.lower()
+            return int(user["id"])
 
     def add_repo(self, full_name: str, **fields: Any) -> None:
         owner = full_name.split("/")[0]
@@ -157,6 +161,8 @@ def create_app(state: GitHubState | None = None) -> Flask:
             return None
         with gh.lock:
             gh.requests.append({"method": request.method, "path": request.path, "time": time.time()})
+        if gh.delay > 0:
+            time.sleep(gh.delay)
         if time.time() < gh.down_until:
             return error(503, "Service Unavailable")
         return None
@@ -170,6 +176,11 @@ def create_app(state: GitHubState | None = None) -> Flask:
             response.headers["X-RateLimit-Reset"] = str(int(time.time()) + 3600)
             response.headers["X-OAuth-Scopes"] = "repo:status, public_repo"
         return response
+
+    @app.get("/users/<login>")
+    def get_user(login: str) -> Response:
+        user = gh.users.get(login.lower())
+        return jsonify(user_json(base(), user)) if user else error(404, "Not Found")
 
     @app.get("/user")
     def authenticated_user() -> Response:
@@ -472,6 +483,8 @@ def create_app(state: GitHubState | None = None) -> Flask:
             gh.down_until = time.time() + float(body["down_for"])
         if "down_until" in body:
             gh.down_until = float(body["down_until"])
-        return jsonify({"down_until": gh.down_until})
+        if "delay" in body:
+            gh.delay = float(body["delay"])
+        return jsonify({"down_until": gh.down_until, "delay": gh.delay})
 
     return app

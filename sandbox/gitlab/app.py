@@ -15,6 +15,7 @@ import datetime as dt
 import itertools
 import os
 import random
+import shutil
 import subprocess
 import threading
 import time
@@ -208,6 +209,39 @@ def create_app(state: GitLabState) -> Flask:
             gl.projects[project_id] = project
         response = jsonify(project_json(project))
         response.status_code = 201
+        return response
+
+    @app.delete("/api/v4/projects/<int:project_id>")
+    def delete_project(project_id: int) -> Response:
+        """Deleted at once (GitLab answers 202 and deletes a little later)."""
+        with gl.lock:
+            project = gl.projects.pop(project_id, None)
+            if project is None:
+                return error(404, "404 Project Not Found")
+            for pipeline_id in [i for i, p in pipelines.items() if p.project_id == project_id]:
+                runner.cancel(pipelines.pop(pipeline_id))
+        shutil.rmtree(gl.repo_dir(project), ignore_errors=True)
+        response = jsonify({"message": "202 Accepted"})
+        response.status_code = 202
+        return response
+
+    @app.delete("/api/v4/groups/<path:ident>")
+    def delete_group(ident: str) -> Response:
+        with gl.lock:
+            group = find_group(ident)
+            if group is None:
+                return error(404, "404 Group Not Found")
+            group_id = group["id"]
+            inside = [
+                p
+                for p in gl.projects.values()
+                if p["path_with_namespace"].startswith(group["full_path"] + "/")
+            ]
+            if inside:
+                return error(400, "group still has projects")
+            gl.groups.pop(group_id)
+        response = jsonify({"message": "202 Accepted"})
+        response.status_code = 202
         return response
 
     @app.put("/api/v4/projects/<int:project_id>")
@@ -423,7 +457,9 @@ def create_app(state: GitLabState) -> Flask:
 
     def notify(pipeline: Pipeline) -> None:
         """Pipeline Hook callbacks, as GitLab sends them, in the background."""
-        project = gl.projects[pipeline.project_id]
+        project = gl.projects.get(pipeline.project_id)
+        if project is None:  # deleted meanwhile
+            return
         hooks = [h for h in project.get("hooks", []) if h.get("pipeline_events")]
         if not hooks:
             return
@@ -616,6 +652,22 @@ def create_app(state: GitLabState) -> Flask:
         response.status_code = 201
         return response
 
+    @app.put("/api/v4/projects/<int:project_id>/hooks/<int:hook_id>")
+    def edit_hook(project_id: int, hook_id: int) -> Response:
+        project = gl.projects.get(project_id)
+        hook = next((h for h in (project or {}).get("hooks", []) if h["id"] == hook_id), None)
+        if hook is None:
+            return error(404, "404 Not found")
+        body = request.get_json(silent=True) or request.form.to_dict()
+        if not body.get("url"):
+            return error(400, "url is missing")
+        hook["url"] = body["url"]
+        if "token" in body:
+            hook["token"] = body["token"]
+        if "pipeline_events" in body:
+            hook["pipeline_events"] = str(body["pipeline_events"]).lower() == "true"
+        return jsonify({k: v for k, v in hook.items() if k != "token"})
+
     @app.get("/api/v4/projects/<int:project_id>/hooks")
     def list_hooks(project_id: int) -> Response:
         project = gl.projects.get(project_id)
@@ -634,8 +686,8 @@ def create_app(state: GitLabState) -> Flask:
             ident, _, rest = raw[len(prefix) :].split("?", 1)[0].partition("/")
             if "%2F" in ident.upper():
                 project = gl.project_by_path(unquote(ident))
-                if project is not None:
-                    environ["PATH_INFO"] = f"{prefix}{project['id']}" + (f"/{unquote(rest)}" if rest else "")
+                found = project["id"] if project is not None else 0  # 0: no such project, a 404
+                environ["PATH_INFO"] = f"{prefix}{found}" + (f"/{unquote(rest)}" if rest else "")
         return inner(environ, start_response)
 
     app.wsgi_app = encoded_paths  # type: ignore[method-assign]

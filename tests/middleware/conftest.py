@@ -32,6 +32,19 @@ def fake_token_check(token: str, full_name: str) -> bool:
     return full_name.endswith("-private")
 
 
+#: GitHub users the fake resolver knows, by login (lower case) -> numeric id.
+USER_IDS = {"alice": 1001, "bob": 1002, "carol": 1003, "dave": 1004, "octocat": 583231, "mallory": 666}
+
+
+def fake_resolve_users(token: str, logins: list[str]) -> dict[str, int]:
+    from middleware.registry.github_users import UnknownUser
+
+    missing = [login for login in logins if login.lower() not in USER_IDS]
+    if missing:
+        raise UnknownUser(f"GitHub has no user {missing[0]!r}")
+    return {login: USER_IDS[login.lower()] for login in logins}
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "state",
@@ -73,11 +86,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             yield url
 
 
+def make_app(tmp_path: Path, database_url: str, **overrides: Any) -> Flask:
+    """An app on `database_url` whose GitHub look-ups are the fakes above (no network)."""
+    return create_app(
+        make_settings(tmp_path, database_url=database_url, **overrides),
+        check_github_token=fake_token_check,
+        resolve_github_users=fake_resolve_users,
+    )
+
+
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
-    application = create_app(
-        make_settings(tmp_path, database_url=database_url), check_github_token=fake_token_check
-    )
+    application = make_app(tmp_path, database_url)
     yield application
     application.extensions[EXTENSION].db.dispose()
 

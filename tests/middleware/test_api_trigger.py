@@ -7,6 +7,7 @@ import http.server
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,13 @@ import pytest
 from middleware.app import create_app
 from middleware.models import Run
 from middleware.services import EXTENSION
-from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
+from tests.middleware.conftest import (
+    admin,
+    fake_resolve_users,
+    fake_token_check,
+    make_settings,
+    repository_body,
+)
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -27,8 +34,8 @@ def git(*args: str, cwd: Path) -> str:
     ).stdout.strip()
 
 
-@pytest.fixture
-def served_repository(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+@contextmanager
+def serve_repository(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A bare repository served read-only over plain HTTP (git's dumb protocol) on loopback."""
     work = tmp_path / "work"
     work.mkdir()
@@ -59,9 +66,17 @@ def served_repository(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 @pytest.fixture
+def served_repository(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    with serve_repository(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
 def sandbox_app(tmp_path: Path):
     application = create_app(
-        make_settings(tmp_path, insecure_sandbox=True), check_github_token=fake_token_check
+        make_settings(tmp_path, insecure_sandbox=True),
+        check_github_token=fake_token_check,
+        resolve_github_users=fake_resolve_users,
     )
     yield application
     application.extensions[EXTENSION].db.dispose()
@@ -123,6 +138,50 @@ def test_bad_trigger_requests_are_refused_clearly(sandbox_app, served_repository
     answer = client.post("/api/trigger", data=body, auth=(str(repo["id"]), repo["webhook_secret"]))
     assert answer.status_code == status, answer.get_data(as_text=True)
     assert needle in answer.get_json()["error"]
+
+
+def test_refs_shas_and_variable_names_are_checked_in_full(sandbox_app, served_repository):
+    url, _ = served_repository
+    client = sandbox_app.test_client()
+    repo = registered(client, url)
+    auth = (str(repo["id"]), repo["webhook_secret"])
+    for body, needle in [
+        ("ref: release/.x", "not a branch name (the component '.x' starts with '.')"),
+        ("ref: '@'", "not a branch name"),
+        ("ref: a.lock", "not a branch name"),
+        ("ref: tag:v1.lock", "not a tag name"),
+        ("ref: pr:²", "pull request number"),
+        ('{"ref": "main", "variables": {"N\\n": "1"}}', "is not a variable name"),
+        ('{"ref": "main", "variables": {"n": "1"}}', "is not a variable name"),
+        ("ref: main\nvariables: {GIT_CONFIG_COUNT: '1'}", "reserved (git and ssh"),
+        ("ref: main\nvariables: {HTTPS_PROXY: 'http://evil'}", "reserved (proxies)"),
+        ("ref: main\nvariables: {PYTHONWARNINGS: x}", "reserved (Python"),
+    ]:
+        answer = client.post("/api/trigger", data=body, auth=auth)
+        assert answer.status_code == 422, (body, answer.get_data(as_text=True))
+        assert needle in answer.get_json()["error"], body
+
+
+def test_a_pipeline_may_narrow_the_variables_a_trigger_sets(sandbox_app, served_repository):
+    url, _ = served_repository
+    client = sandbox_app.test_client()
+    repo = registered(client, url)
+    auth = (str(repo["id"]), repo["webhook_secret"])
+    narrowed = client.patch(
+        f"/api/repositories/{repo['id']}/pipelines/cpu",
+        json={"allowed_variables": ["N", "DEBUG"]},
+        headers=admin(),
+    )
+    assert narrowed.get_json()["allowed_variables"] == ["DEBUG", "N"]
+    refused = client.post("/api/trigger", data="ref: main\nvariables: {N: 4, LEVEL: 3}", auth=auth)
+    assert refused.status_code == 422
+    assert (
+        refused.get_json()["error"]
+        == "pipeline cpu does not allow the variable(s) LEVEL; it allows only DEBUG, N"
+    )
+    sha = "d" * 40
+    accepted = client.post("/api/trigger", data=f"ref: sha:{sha}\nvariables: {{N: 4}}", auth=auth)
+    assert accepted.status_code == 202, accepted.get_data(as_text=True)
 
 
 def test_trigger_needs_the_repository_secret(sandbox_app, served_repository):

@@ -85,3 +85,70 @@ def test_arbitrary_comments_never_smuggle_separators_or_reserved_names(body):
     for name, value in command.variables.items():
         assert check_variable_name(name) is None
         assert not set(value) & set(",;=")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        # these slipped through the old list of single names
+        "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_KEY_0",
+        "GIT_CONFIG_VALUE_0",
+        "GIT_PROXY_COMMAND",
+        "HTTPS_PROXY",
+        "REQUESTS_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "PYTHONHOME",
+        "PYTHONWARNINGS",
+        # one of each other family
+        "FIRECREST_URL",
+        "AUTH_TOKEN_URL",
+        "CI_JOB_TOKEN",
+        "GITLAB_TOKEN",
+        "FF_USE_FASTZIP",
+        "DOCKER_AUTH_CONFIG",
+        "GITHUB_TOKEN",
+        "INPUT_SCRIPT",
+        "SLURM_ACCOUNT",
+        "SBATCH_ACCOUNT",
+        "SSH_ASKPASS",
+        "CURL_CA_BUNDLE",
+        "OPENSSL_CONF",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "PIP_INDEX_URL",
+        "LD_PRELOAD",
+        "DYLD_INSERT_LIBRARIES",
+        "GCONV_PATH",
+        "BASH_ENV",
+        "BASH_FUNC_X",
+        "ENV",
+        "IFS",
+        "PS4",
+        "PATH",
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "PAGER",
+        "PERL5OPT",
+        "RUBYOPT",
+        "NODE_OPTIONS",
+        "JAVA_TOOL_OPTIONS",
+    ],
+)
+def test_reserved_families_are_refused_with_the_family_named(name):
+    problem = check_variable_name(name)
+    assert problem and problem.startswith(f"{name} is reserved (")
+    with pytest.raises(CommandError, match="reserved"):
+        parse_command(f"firecrest-ci run cpu;{name}=x")
+
+
+@pytest.mark.parametrize(
+    "name", ["X\n", "DEBUG\n", "ci_token", "Debug", "_JAVA_OPTIONS", "1BAD", "A-B", "", "É", "A" * 65]
+)
+def test_variable_names_must_fully_match_the_strict_pattern(name):
+    assert "is not a variable name" in (check_variable_name(name) or "")
+
+
+@pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "DEBUG", "N", "A" * 64, "MY_PROXY_HOST", "LEVEL_2"])
+def test_ordinary_names_stay_allowed(name):
+    assert check_variable_name(name) is None

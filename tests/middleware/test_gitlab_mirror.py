@@ -107,6 +107,26 @@ def test_hostile_refs_are_data_not_options(tmp_path, gitlab_stand_in, projects):
     assert not Path("pwned").exists()
 
 
+@pytest.mark.parametrize("ref", ["release/.x", "a/x.lock", "a@{b", "a//b", "main/", "main.", "x.lock/y"])
+def test_refs_git_would_refuse_never_reach_git(tmp_path, ref):
+    mirror = Mirror(tmp_path / "cache", None)
+    unreachable = "http://127.0.0.1:9/source.git"  # refused before any git network call
+    with pytest.raises(MirrorError, match="refusing ref"):
+        mirror.fetch(1, unreachable, SourceRef.for_trigger(ref, "a" * 40))
+    with pytest.raises(MirrorError, match="refusing ref"):
+        mirror.push(1, unreachable, "a" * 40, f"refs/heads/{ref}")
+
+
+def test_shas_need_a_full_match(tmp_path):
+    sha = "a" * 40 + "\n"
+    assert SourceRef.for_trigger(sha, sha).ref == f"refs/heads/{sha}"  # not taken for a SHA ...
+    assert mirror_ref(sha) == f"refs/heads/{sha}"
+    with pytest.raises(MirrorError, match="refusing ref"):  # ... and then refused as a ref
+        Mirror(tmp_path / "cache", None).fetch(1, "http://127.0.0.1:9/s.git", SourceRef.for_trigger(sha, sha))
+    with pytest.raises(MirrorError, match="refusing to push"):
+        Mirror(tmp_path / "cache", None).push(1, "http://127.0.0.1:9/m.git", sha, "refs/heads/main")
+
+
 def test_the_token_is_never_stored_or_shown(tmp_path, gitlab_stand_in, projects, work):
     source_url = projects["source"].http_url_to_repo
     publish(work, gitlab_stand_in, source_url, "main:main")

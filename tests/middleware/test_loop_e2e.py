@@ -4,6 +4,7 @@ FirecREST sandbox, the status back to the GitHub stand-in; pipeline hooks close 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -80,11 +81,25 @@ class Loop:
         payload["action"] = action
         pr = payload["pull_request"]
         pr.update(number=number)
-        pr["user"]["login"] = author
+        pr["user"].update(login=author, id=self.service.github.state.add_user(author))
         pr["head"].update(sha=sha, ref="feature")
         pr["head"]["repo"]["full_name"] = head_repo
         pr["base"]["ref"] = "main"
         return self.service.deliver("pull_request", payload, self.repo["webhook_secret"])
+
+    def comment(
+        self, number: int, body: str, author: str = "octocat", made: float | None = None
+    ) -> httpx.Response:
+        payload = retarget(load_payload("issue_comment", "created.payload.json"))
+        payload["issue"]["number"] = number
+        payload["issue"]["pull_request"] = {
+            "url": f"https://api.github.com/repos/octo-org/hpc-code/pulls/{number}"
+        }
+        payload["comment"]["user"].update(login=author, id=self.service.github.state.add_user(author))
+        moment = dt.datetime.fromtimestamp(made if made is not None else time.time(), dt.UTC)
+        payload["comment"]["created_at"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        payload["comment"]["body"] = body
+        return self.service.deliver("issue_comment", payload, self.repo["webhook_secret"])
 
     def branches(self) -> list[str]:
         project = self.client.projects.get(f"firecrest-ci/{self.repo['id']}/cpu")
@@ -124,6 +139,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         postgres_database() as database_url,
     ):
         gh.state.add_user("octo-bot", GH_TOKEN)
+        gh.state.add_user("octocat")
         gh.state.add_repo("octo-org/hpc-code")
         extra = {
             "GITLAB_URL": gl.url,
@@ -216,16 +232,44 @@ def test_trusted_comment_runs_the_pinned_head_with_variables(loop):
     loop.service.github.state.add_pull(
         "octo-org/hpc-code", 14, head_sha=head, base_ref="main", author="mallory"
     )
-    payload = retarget(load_payload("issue_comment", "created.payload.json"))
-    payload["issue"]["number"] = 14
-    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/octo-org/hpc-code/pulls/14"}
-    payload["comment"]["user"]["login"] = "octocat"
-    payload["comment"]["body"] = "firecrest-ci run cpu;LEVEL=3"
-    answer = loop.service.deliver("issue_comment", payload, loop.repo["webhook_secret"])
+    seen = loop.pull_request(14, head, "mallory", "mallory/hpc-code")  # the head, as this service saw it
+    assert "not trusted" in seen.text
+    time.sleep(1.1)  # comment times have whole seconds
+    answer = loop.comment(14, "firecrest-ci run cpu;LEVEL=3")
     assert answer.status_code == 202, answer.text
     assert loop.final_status(head)["state"] == "success"
     (pipeline,) = loop.pipelines(head)
     assert {v.key: v.value for v in pipeline.variables.list()}["LEVEL"] == "3"
+
+
+def test_a_comment_approves_only_the_head_it_saw(loop):
+    """The comment's first delivery failed, the fork pushed new code, the delivery came again."""
+    github = loop.service.github.state
+    reviewed = loop.commit("echo reviewed", ref="refs/pull/15/head")
+    github.add_pull("octo-org/hpc-code", 15, head_sha=reviewed, base_ref="main", author="mallory")
+    loop.pull_request(15, reviewed, "mallory", "mallory/hpc-code")
+    time.sleep(1.1)
+    approved_at = time.time()  # the trusted user approves what they reviewed ...
+    time.sleep(1.1)
+    sneaked = loop.commit("echo sneaked in", ref="refs/pull/15/head")  # ... then the fork pushes
+    github.add_pull("octo-org/hpc-code", 15, head_sha=sneaked, base_ref="main", author="mallory")
+    loop.pull_request(15, sneaked, "mallory", "mallory/hpc-code", action="synchronize")
+    answer = loop.comment(15, "firecrest-ci run cpu", made=approved_at)  # the redelivered approval
+    assert answer.status_code == 202
+    assert "nothing to run" in answer.text and "comment again" in answer.text
+    deadline = time.monotonic() + 30
+    while not [c for c in github.comments if c["issue_number"] == 15] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (asked,) = [c for c in github.comments if c["issue_number"] == 15]
+    assert (
+        "@octocat" in asked["body"]
+        and sneaked[:12] in asked["body"]
+        and "comment `firecrest-ci run` again" in asked["body"]
+    )
+    assert loop.pipelines(sneaked) == []
+    time.sleep(1.1)
+    assert loop.comment(15, "firecrest-ci run cpu").status_code == 202  # a fresh approval runs it
+    assert loop.final_status(sneaked)["state"] == "success"
 
 
 def test_deleting_a_source_branch_deletes_its_mirror_branch(loop):

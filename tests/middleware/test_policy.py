@@ -21,10 +21,18 @@ from middleware.domain import (
 from middleware.policy import decide
 
 SHA = "a" * 40
+#: GitHub's numeric user ids; logins are only for display.
+IDS = {"alice": 1001, "bob": 1002, "carol": 1003, "mallory": 666, "eve": 667}
+
+
+def uid(login: str) -> int | None:
+    return IDS.get(login.lower())
+
+
 REPO = RepositoryConfig(
     id=1,
     full_name="octo-org/hpc-code",
-    trusted_users=frozenset({"alice", "Bob"}),
+    trusted_users=frozenset({1001, 1002}),
     branches=("main", "release/*"),
     pipelines=(
         PipelineConfig(name="cpu", entrypoint="ci/cpu.yml", system="cluster"),
@@ -33,7 +41,7 @@ REPO = RepositoryConfig(
             entrypoint="ci/gpu.yml",
             system="daint",
             branches=("main",),
-            trusted_users=frozenset({"carol"}),
+            trusted_users=frozenset({1003}),
         ),
         PipelineConfig(name="release", entrypoint="ci/rel.yml", system="cluster", branches=(), tags=("v*",)),
     ),
@@ -44,14 +52,44 @@ def push(ref="refs/heads/main", after=SHA, deleted=False):
     return PushEvent("octo-org/hpc-code", ref, after, "b" * 40, deleted, "alice")
 
 
-def pr(action="opened", author="alice", head_repo="octo-org/hpc-code", base="main", number=12):
+def pr(
+    action="opened", author="alice", head_repo="octo-org/hpc-code", base="main", number=12, author_id=None
+):
     return PullRequestEvent(
-        "octo-org/hpc-code", action, number, author, SHA, "feature", head_repo, base, author
+        "octo-org/hpc-code",
+        action,
+        number,
+        author,
+        SHA,
+        "feature",
+        head_repo,
+        base,
+        author,
+        author_id=author_id if author_id is not None else uid(author),
     )
 
 
-def comment(body="firecrest-ci run cpu", author="alice", action="created", is_pr=True, sha=SHA):
-    return CommentEvent("octo-org/hpc-code", action, 12, is_pr, author, body, head_sha=sha)
+def comment(
+    body="firecrest-ci run cpu",
+    author="alice",
+    action="created",
+    is_pr=True,
+    sha=SHA,
+    seen=True,
+    author_id=None,
+):
+    return CommentEvent(
+        "octo-org/hpc-code",
+        action,
+        12,
+        is_pr,
+        author,
+        body,
+        head_sha=sha,
+        author_id=author_id if author_id is not None else uid(author),
+        created_at="2026-11-26T06:00:00Z",
+        head_seen_before_comment=seen,
+    )
 
 
 def names(decision):
@@ -95,6 +133,25 @@ def test_same_repository_pr_runs():
     decision = decide(pr(author="anyone"), REPO)
     assert names(decision) == ["cpu", "gpu"]
     assert {(t.ref, t.pr_number) for t in decision.triggers} == {("pr-12", 12)}
+
+
+def test_trust_follows_numeric_ids_not_logins():
+    """A renamed login keeps its trust; whoever takes over the old login gets none."""
+    assert names(decide(pr(author="alice-renamed", head_repo="x/fork", author_id=1001), REPO)) == ["cpu"]
+    taken_over = decide(pr(author="alice", head_repo="alice/fork", author_id=4242), REPO)
+    assert taken_over.empty and "not trusted" in taken_over.reason
+    assert decide(comment(author="alice", author_id=4242), REPO).empty
+    assert names(decide(comment(author="alice-renamed", author_id=1001), REPO)) == ["cpu"]
+
+
+def test_a_comment_approves_only_a_head_seen_before_it_was_made():
+    stale = decide(comment(seen=False), REPO)
+    assert stale.empty and stale.stale_approval
+    assert "was not seen here before the comment" in stale.reason
+    assert "comment again" in stale.reason
+    unknown = decide(comment(seen=None), REPO)  # never judged: never approved
+    assert unknown.empty and unknown.stale_approval
+    assert not decide(comment(author="mallory", seen=False), REPO).stale_approval  # untrusted: no ask
 
 
 def test_fork_pr_runs_only_for_pipelines_trusting_the_author_case_insensitively():
@@ -159,7 +216,7 @@ def test_ping_and_other_events():
     assert decide(OtherEvent("octo-org/hpc-code", "create"), REPO).empty
 
 
-logins = st.sampled_from(["alice", "ALICE", "bob", "carol", "mallory", "eve", ""])
+logins = st.sampled_from(["alice", "ALICE", "bob", "carol", "mallory", "eve", "nobody", ""])
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,9 +232,73 @@ def test_untrusted_forks_and_commenters_never_trigger(action, author, base, body
     fork = decide(pr(action=action, author=author, head_repo=f"{author or 'x'}/fork", base=base), REPO)
     for trigger in fork.triggers:
         pipeline = next(p for p in REPO.pipelines if p.name == trigger.pipeline)
-        assert author.lower() in {u.lower() for u in REPO.trusted_for(pipeline)}
+        assert uid(author) in REPO.trusted_for(pipeline)
     said = decide(comment(body, author=commenter, action=comment_action), REPO)
     for trigger in said.triggers:
         pipeline = next(p for p in REPO.pipelines if p.name == trigger.pipeline)
         assert comment_action == "created"
-        assert commenter.lower() in {u.lower() for u in REPO.trusted_for(pipeline)}
+        assert uid(commenter) in REPO.trusted_for(pipeline)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "release/.x",
+        "release/a.lock",
+        "x.lock",
+        "-x",
+        "a..b",
+        "@",
+        "a@{b",
+        "main\n",
+        "a//b",
+        "main/",
+        "main.",
+        "",
+    ],
+)
+def test_refs_git_would_refuse_run_nothing_and_say_why(name):
+    decision = decide(push(f"refs/heads/{name}"), REPO)
+    assert decision.empty
+    assert decision.reason.startswith(f"invalid ref {name!r}: ")
+    assert decide(push(f"refs/tags/{name}"), REPO).reason.startswith("invalid ref")
+
+
+def test_shas_need_a_full_match_not_a_trailing_newline():
+    assert decide(push(after=SHA + "\n"), REPO).reason.startswith("push without a commit SHA")
+    assert decide(replace(pr(), head_sha=SHA + "\n"), REPO).empty
+
+
+def _narrowed(allowed_cpu, allowed_gpu=None):
+    """Two pipelines trusting user 7, whose allowed variable names are narrowed as given."""
+    return RepositoryConfig(
+        id=1,
+        full_name="octo-org/hpc-code",
+        trusted_users=frozenset({7}),
+        pipelines=(
+            PipelineConfig(name="cpu", entrypoint="c.yml", system="s", allowed_variables=allowed_cpu),
+            PipelineConfig(name="gpu", entrypoint="g.yml", system="s", allowed_variables=allowed_gpu),
+        ),
+    )
+
+
+def _said(body):
+    return CommentEvent(
+        "octo-org/hpc-code", "created", 12, True, "alice", body, head_sha=SHA, author_id=7,
+        head_seen_before_comment=True,
+    )  # fmt: skip
+
+
+def test_a_pipeline_may_narrow_the_variables_a_comment_sets():
+    repo = _narrowed(frozenset({"DEBUG", "N"}))
+    (trigger,) = decide(_said("firecrest-ci run cpu;DEBUG=1;N=2"), repo).triggers
+    assert trigger.variables == {"DEBUG": "1", "N": "2"}
+    refused = decide(_said("firecrest-ci run cpu;DEBUG=1;LEVEL=3"), repo)
+    assert refused.empty
+    assert refused.reason == "pipeline cpu does not allow the variable(s) LEVEL; it allows only DEBUG, N"
+    both = decide(_said("firecrest-ci run gpu,cpu;LEVEL=3"), repo)  # every named pipeline must allow it
+    assert both.empty and "pipeline cpu does not allow" in both.reason
+    assert len(decide(_said("firecrest-ci run gpu;LEVEL=3"), repo).triggers) == 1  # None: any allowed name
+    closed = decide(_said("firecrest-ci run cpu;DEBUG=1"), _narrowed(frozenset()))
+    assert closed.reason == "pipeline cpu does not allow the variable(s) DEBUG; it allows none"
+    assert len(decide(_said("firecrest-ci run cpu"), _narrowed(frozenset())).triggers) == 1

@@ -1,6 +1,9 @@
 import json
 
-from middleware.models import Pipeline, Repository
+from sqlalchemy import select
+
+from middleware.models import OutboxItem, Pipeline, Repository
+from middleware.registry.config import to_config
 from tests.middleware.conftest import ADMIN, GOOD_TOKEN, admin, repository_body
 
 SECRETS = (GOOD_TOKEN, "firecrest-secret-value-xyz", "pipeline-secret-value")
@@ -29,7 +32,7 @@ def test_create_shows_the_webhook_secret_once_and_no_other_secret(client, regist
     body = again.get_json()
     assert [p["name"] for p in body["pipelines"]] == ["cpu", "gpu"]
     assert body["pipelines"][0]["variables"] == ["TOKEN"]
-    assert body["trusted_users"] == ["alice", "Bob"]
+    assert body["trusted_users"] == [{"id": 1001, "login": "alice"}, {"id": 1002, "login": "Bob"}]
 
 
 def test_secrets_are_encrypted_at_rest(client, registered, svc):
@@ -108,7 +111,7 @@ def test_update_replaces_secrets_and_can_rotate_the_webhook_secret(client, regis
     )
     assert answer.status_code == 200
     body = answer.get_json()
-    assert body["trusted_users"] == ["carol"]
+    assert body["trusted_users"] == [{"id": 1003, "login": "carol"}]
     assert body["webhook_secret"] != registered["webhook_secret"]
     assert "new-secret-value-abc" not in answer.get_data(as_text=True)
     assert "webhook_secret" not in client.get(f"/api/repositories/{repo_id}", headers=admin()).get_json()
@@ -132,7 +135,9 @@ def test_pipeline_crud(client, registered):
     assert updated.status_code == 200
     assert updated.get_json()["branches"] == ["dev"]
     assert updated.get_json()["variables"] == []
-    assert client.get(f"{base}/cpu", headers=admin()).get_json()["trusted_users"] == ["dave"]
+    assert client.get(f"{base}/cpu", headers=admin()).get_json()["trusted_users"] == [
+        {"id": 1004, "login": "dave"}
+    ]
     assert client.delete(f"{base}/cpu", headers=admin()).status_code == 204
     assert client.get(f"{base}/cpu", headers=admin()).status_code == 404
     assert [p["name"] for p in client.get(base, headers=admin()).get_json()["pipelines"]] == ["gpu"]
@@ -160,3 +165,93 @@ def test_the_sources_visibility_is_read_from_github(client):
     )
     assert answer.status_code == 201
     assert answer.get_json()["private"] is True
+
+
+def test_a_pipeline_narrows_its_variables_with_the_comment_name_rule(client, registered, svc):
+    from middleware.registry.config import to_config
+
+    base = f"/api/repositories/{registered['id']}/pipelines"
+    assert client.get(f"{base}/cpu", headers=admin()).get_json()["allowed_variables"] is None
+    body = {
+        "name": "mpi",
+        "entrypoint": "ci/mpi.yml",
+        "system": "cluster",
+        "allowed_variables": ["N", "DEBUG", "N"],
+    }
+    made = client.post(base, json=body, headers=admin())
+    assert made.status_code == 201, made.get_data(as_text=True)
+    assert made.get_json()["allowed_variables"] == ["DEBUG", "N"]
+    for names, needle in (
+        (["GIT_CONFIG_COUNT"], "reserved"),
+        (["N\nX"], "not a variable name"),
+        (["n"], "not a"),
+    ):
+        refused = client.patch(f"{base}/mpi", json={"allowed_variables": names}, headers=admin())
+        assert refused.status_code == 422, names
+        assert needle in refused.get_json()["details"][0]["message"]
+    assert client.patch(f"{base}/mpi", json={"system": "daint"}, headers=admin()).get_json()[
+        "allowed_variables"
+    ] == [
+        "DEBUG",
+        "N",
+    ]  # untouched unless given
+    with svc.db.session() as session:
+        config = to_config(session.get_one(Repository, registered["id"]))
+    assert {p.name: p.allowed_variables for p in config.pipelines}["mpi"] == frozenset({"DEBUG", "N"})
+    assert (
+        client.patch(f"{base}/mpi", json={"allowed_variables": []}, headers=admin()).get_json()[
+            "allowed_variables"
+        ]
+        == []
+    )
+    lifted = client.patch(f"{base}/mpi", json={"allowed_variables": None}, headers=admin())
+    assert lifted.get_json()["allowed_variables"] is None
+
+
+def test_trusted_logins_are_stored_with_githubs_numeric_ids_and_unknown_ones_refused(client, registered):
+    answer = client.patch(
+        f"/api/repositories/{registered['id']}",
+        json={"trusted_users": ["alice", "nobody-here"]},
+        headers=admin(),
+    )
+    assert answer.status_code == 422
+    assert "nobody-here" in answer.get_json()["error"]
+
+
+def test_logins_github_cannot_resolve_now_are_resolved_later_and_trust_no_one_until_then(client, svc):
+    from middleware.registry.github_users import UsersUnavailable
+    from middleware.registry.trust import resolve_trusted_users
+    from tests.middleware.conftest import fake_resolve_users
+
+    def github_away(token, logins):
+        raise UsersUnavailable("GitHub answered 503")
+
+    svc.resolve_github_users = github_away
+    made = client.post("/api/repositories", json=repository_body(trusted_users=["alice"]), headers=admin())
+    assert made.status_code == 201
+    repo = made.get_json()
+    assert repo["trusted_users"] == [{"id": None, "login": "alice"}]
+    with svc.db.session() as session:
+        config = to_config(session.get(Repository, repo["id"]))
+        (command,) = session.scalars(select(OutboxItem)).all()
+    assert config.trusted_users == frozenset()  # nobody is trusted by a login alone
+    assert (command.task, command.payload) == (
+        "firecrest_ci.resolve_trusted_users",
+        {"repository_id": repo["id"]},
+    )
+    assert resolve_trusted_users(svc.db, svc.box, fake_resolve_users, repo["id"]) == 1
+    shown = client.get(f"/api/repositories/{repo['id']}", headers=admin()).get_json()
+    assert shown["trusted_users"] == [{"id": 1001, "login": "alice"}]
+
+
+def test_deleted_registrations_queue_a_purge_and_their_ids_are_never_reused(client, registered, svc):
+    old_id = registered["id"]
+    assert client.delete(f"/api/repositories/{old_id}", headers=admin()).status_code == 204
+    with svc.db.session() as session:
+        (purge,) = session.scalars(
+            select(OutboxItem).where(OutboxItem.task == "firecrest_ci.purge_repository")
+        )
+        assert purge.payload == {"repository_id": old_id, "pipelines": ["cpu", "gpu"]}
+    again = client.post("/api/repositories", json=repository_body(), headers=admin())
+    assert again.status_code == 201
+    assert again.get_json()["id"] > old_id  # the next tenant never inherits <group>/<id>/...

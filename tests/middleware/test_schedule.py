@@ -8,8 +8,19 @@ from celery import Celery
 from sqlalchemy import select, update
 
 from middleware import runs
+from middleware.handout import SAFETY
 from middleware.models import Run, utcnow
-from middleware.schedule import ADVANCE_RUN, aware, backoff, dispatch_due, poke, record_run, settle
+from middleware.schedule import (
+    ADVANCE_RUN,
+    aware,
+    backoff,
+    dispatch_due,
+    pick,
+    poke,
+    record_run,
+    repeat_lost,
+    settle,
+)
 
 
 class Recorder:
@@ -47,32 +58,70 @@ def test_a_recorded_run_is_due_at_once_and_recorded_once_per_key(svc, registered
     assert aware(run(svc, first).next_check_at) <= utcnow()
 
 
-def test_due_runs_are_handed_out_with_a_new_ticket_and_a_lease(svc, registered):
+def expire(svc, seconds: float) -> None:
+    """Let time pass for every run's next check."""
+    with svc.db.session() as session:
+        for run in session.scalars(select(Run).where(Run.next_check_at.is_not(None))):
+            run.next_check_at = aware(run.next_check_at) - dt.timedelta(seconds=seconds)
+
+
+def test_due_runs_are_handed_out_with_a_new_ticket(svc, registered):
     run_id = record_run(svc.db, trigger(registered["id"], "b" * 40))
     broker = Recorder()
-    assert dispatch_due(svc.db, broker, lease=60) == 1
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 1
     assert broker.sent == [(ADVANCE_RUN, [run_id, 1])]
-    assert aware(run(svc, run_id).next_check_at) > utcnow() + dt.timedelta(seconds=50)
-    assert dispatch_due(svc.db, broker, lease=60) == 0  # not again within the lease
-    with svc.db.session() as session:  # the lease ran out: the message was lost, or its worker died
-        session.execute(update(Run).values(next_check_at=utcnow() - dt.timedelta(seconds=1)))
-    assert dispatch_due(svc.db, broker, lease=60) == 1
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 0
+
+
+def test_a_backlog_waiting_in_the_queue_is_not_handed_out_again_each_lease(svc, registered):
+    """Re-sending what merely waits would flood the queue faster than workers empty it."""
+    ids = [record_run(svc.db, trigger(registered["id"], f"{i:040x}")) for i in range(5)]
+    broker = Recorder()
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 5
+    expire(svc, 60 * 5)  # five leases later, nothing was taken up yet: still waiting, not lost
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 0
+    expire(svc, 60 * SAFETY)  # the safety net: never taken up in SAFETY leases
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 5
+    assert {args[0] for _, args in broker.sent} == set(ids)
+
+
+def test_a_hand_out_taken_up_and_not_settled_is_repeated_after_one_lease(svc, registered):
+    run_id = record_run(svc.db, trigger(registered["id"], "9" * 40))
+    broker = Recorder()
+    dispatch_due(svc.db, broker, lease=60, epoch="e1")
+    assert pick(svc.db, run_id, 1, lease=60)  # a worker took it up ... and died
+    assert not pick(svc.db, run_id, 0, lease=60)  # an older hand-out is stale
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 0
+    expire(svc, 61)
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 1
     assert broker.sent[-1] == (ADVANCE_RUN, [run_id, 2])
+
+
+def test_when_the_broker_lost_its_queue_what_waited_in_it_is_due_at_once(svc, registered):
+    waiting = record_run(svc.db, trigger(registered["id"], "7" * 40))
+    taken = record_run(svc.db, trigger(registered["id"], "8" * 40))
+    dispatch_due(svc.db, Recorder(), lease=60, epoch="before-restart")
+    pick(svc.db, taken, 1, lease=60)
+    assert repeat_lost(svc.db, "before-restart") == 0  # same epoch: nothing was lost
+    assert repeat_lost(svc.db, "after-restart") == 1  # only the one still waiting in the queue
+    broker = Recorder()
+    assert dispatch_due(svc.db, broker, lease=60, epoch="after-restart") == 1
+    assert broker.sent == [(ADVANCE_RUN, [waiting, 2])]
 
 
 def test_a_broker_refusal_leaves_the_rest_due_at_once(svc, registered):
     ids = [record_run(svc.db, trigger(registered["id"], c * 40)) for c in "cde"]
     broker = Recorder(refuse_after=1)
-    assert dispatch_due(svc.db, broker, lease=60) == 1
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 1
     due = [r for r in ids if aware(run(svc, r).next_check_at) <= utcnow()]
     assert due == ids[1:]
     broker.refuse_after = None
-    assert dispatch_due(svc.db, broker, lease=60) == 2
+    assert dispatch_due(svc.db, broker, lease=60, epoch="e1") == 2
 
 
 def test_a_stale_ticket_is_skipped_and_a_settle_never_overwrites_a_newer_hand_out(svc, registered):
     run_id = record_run(svc.db, trigger(registered["id"], "f" * 40))
-    dispatch_due(svc.db, Recorder(), lease=60)  # ticket 1
+    dispatch_due(svc.db, Recorder(), lease=60, epoch="e1")  # ticket 1
     bench = runs.Workbench.build(
         svc.settings.model_copy(update={"gitlab_url": "http://127.0.0.1:9"}), svc.db, svc.box
     )
@@ -90,8 +139,9 @@ def test_a_pipeline_hook_pokes_its_run_due_now_with_a_new_ticket(svc, registered
                 gitlab_pipeline_id=77, state="running", next_check_at=utcnow() + dt.timedelta(hours=1)
             )
         )
-    assert poke(svc.db, 77) == run_id
-    assert poke(svc.db, 78) is None
+    assert poke(svc.db, 77, repository_id=registered["id"], pipeline="cpu") == run_id
+    assert poke(svc.db, 78, repository_id=registered["id"], pipeline="cpu") is None
+    assert poke(svc.db, 77, repository_id=registered["id"], pipeline="gpu") is None  # another project
     polled = run(svc, run_id)
     assert polled.ticket == 1 and aware(polled.next_check_at) <= utcnow()
 
@@ -108,4 +158,4 @@ def test_runs_without_anything_left_to_do_are_never_due(svc, registered):
     settle(svc.db, run_id, None, None)
     with svc.db.session() as session:
         assert session.scalars(select(Run.id).where(Run.next_check_at.is_not(None))).all() == []
-    assert dispatch_due(svc.db, Recorder(), lease=60) == 0
+    assert dispatch_due(svc.db, Recorder(), lease=60, epoch="e1") == 0

@@ -5,6 +5,7 @@ SQLAlchemy transport, no servers)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -158,6 +159,8 @@ def start_service(
 def github() -> Iterator[GitHubHandle]:
     with run_github() as handle:
         handle.state.add_user("octo-admin", GH_TOKEN)
+        handle.state.add_user("octocat")
+        handle.state.add_user("mallory")
         handle.state.add_repo("octo-org/hpc-code")
         yield handle
 
@@ -254,10 +257,19 @@ def test_trusted_comment_pins_the_pr_head_and_carries_variables(production, gith
     repo = register(production)
     head = "c0ffee" + "1" * 34
     github.state.add_pull("octo-org/hpc-code", 2, head_sha=head, base_ref="main", author="mallory")
+    opened = retarget(load_payload("pull_request", "opened.payload.json"))
+    opened["pull_request"].update(number=2)
+    opened["pull_request"]["head"].update(sha=head)
+    opened["pull_request"]["base"]["ref"] = "main"
+    opened["pull_request"]["head"]["repo"]["full_name"] = "mallory/hpc-code"
+    opened["pull_request"]["user"].update(login="mallory", id=github.state.add_user("mallory"))
+    seen = production.deliver("pull_request", opened, repo["webhook_secret"])  # the head, as seen here
+    assert seen.status_code == 202 and "not trusted" in seen.text
     payload = retarget(load_payload("issue_comment", "created.payload.json"))
     payload["issue"]["number"] = 2
     payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/octo-org/hpc-code/pulls/2"}
-    payload["comment"]["user"]["login"] = "octocat"
+    payload["comment"]["user"].update(login="octocat", id=github.state.add_user("octocat"))
+    payload["comment"]["created_at"] = dt.datetime.now(dt.UTC).isoformat()
     payload["comment"]["body"] = "firecrest-ci run cpu;DEBUG=1\nthanks!"
     answer = production.deliver("issue_comment", payload, repo["webhook_secret"])
     assert answer.status_code == 202, answer.text
@@ -265,7 +277,7 @@ def test_trusted_comment_pins_the_pr_head_and_carries_variables(production, gith
     assert [(r["pipeline"], r["sha"], r["trigger"], r["ref"], r["variables"]) for r in runs] == [
         ("cpu", head, "comment", "pr-2", ["DEBUG"])
     ]
-    payload["comment"]["user"]["login"] = "mallory"
+    payload["comment"]["user"].update(login="mallory", id=github.state.add_user("mallory"))
     refused = production.deliver("issue_comment", payload, repo["webhook_secret"])
     assert refused.status_code == 202
     assert "untrusted user mallory" in refused.text

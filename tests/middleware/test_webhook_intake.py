@@ -195,11 +195,21 @@ def test_broker_outage_loses_nothing(tmp_path):
 
     from middleware.app import create_app
     from middleware.dispatcher import Dispatcher
+    from middleware.outbox import publish_due
+    from middleware.schedule import dispatch_due
     from middleware.services import EXTENSION
-    from tests.middleware.conftest import admin, fake_token_check, make_settings, repository_body
+    from tests.middleware.conftest import (
+        admin,
+        fake_resolve_users,
+        fake_token_check,
+        make_settings,
+        repository_body,
+    )
 
     app = create_app(
-        make_settings(tmp_path, broker_url="redis://127.0.0.1:1/0"), check_github_token=fake_token_check
+        make_settings(tmp_path, broker_url="redis://127.0.0.1:1/0"),
+        check_github_token=fake_token_check,
+        resolve_github_users=fake_resolve_users,
     )
     client = app.test_client()
     svc = app.extensions[EXTENSION]
@@ -213,12 +223,13 @@ def test_broker_outage_loses_nothing(tmp_path):
     assert answer.status_code == 202  # accepted and stored while the broker is down
     deleted = push_payload("main") | {"deleted": True, "after": "0" * 40}
     assert deliver(client, "push", deleted, repo["webhook_secret"]).status_code == 202
-    assert svc.dispatch() == 0  # the broker refuses: nothing went out, and nothing is lost
+    sent = publish_due(svc.db, svc.celery, 60, "e1") + dispatch_due(svc.db, svc.celery, 60, "e1")
+    assert sent == 0  # the broker refuses: nothing went out, and nothing is lost
     (run,) = runs(svc)
     assert run.state == "queued" and run.next_check_at is not None
     (cleanup,) = outbox(svc)
     assert cleanup.done_at is None and "broker" in (cleanup.last_error or "")
-    working = Dispatcher(svc.db, Celery(broker="memory://"), lease=60)
+    working = Dispatcher(svc.db, Celery(broker="memory://"), lease=60, broker_url="memory://")
     assert working.once() == 2  # both are still due and go out once the broker is back
     assert outbox(svc)[0].done_at is None  # handed out is not done: only the task marks it done
 
@@ -239,3 +250,14 @@ def test_metrics_count_deliveries(client, registered):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'firecrest_ci_webhook_deliveries_total{event="push",outcome="queued"} 1.0' in text
     assert "firecrest_ci_webhook_ack_seconds_bucket" in text
+
+
+def test_refs_git_would_refuse_are_answered_at_intake_not_retried_by_the_mirror(client, registered, svc):
+    names = ["release/.x", "a/.lock", "x.lock", "-x", "a..b", "@", "a@{b", "a\x01b", "a//b", "main/", "main."]
+    for name in names:
+        answer = deliver(client, "push", push_payload(name), registered["webhook_secret"])
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 202, (name, text)
+        assert text.startswith(f"nothing to run: invalid ref {name!r}: "), (name, text)
+    assert runs(svc) == []
+    assert deliveries(svc) == len(names)

@@ -29,9 +29,14 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("due_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("done_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("epoch", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("picked", sa.Boolean(), server_default="0", nullable=False))
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("ticket", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("picked_ticket", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("dispatch_epoch", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("attempts", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("last_error", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True))
@@ -153,5 +158,7 @@ def downgrade() -> None:
         ):
             batch_op.drop_column(name)
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("picked")
+        batch_op.drop_column("epoch")
         batch_op.drop_column("done_at")
         batch_op.drop_column("due_at")

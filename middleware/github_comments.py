@@ -1,0 +1,28 @@
+"""Pull request comments back to GitHub (PyGithub): what a person must see and act on."""
+
+from __future__ import annotations
+
+from github import Auth, Github, GithubException
+from urllib3.util.retry import Retry
+
+TIMEOUT = 10
+
+
+class CommentNotPosted(RuntimeError):
+    """GitHub did not take the comment; the caller retries later."""
+
+
+def post_comment(api_url: str, token: str, repository: str, number: int, body: str) -> None:
+    # A comment is not idempotent: a POST is tried again only if it never reached GitHub.
+    retry = Retry(
+        total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"})
+    )
+    client = Github(base_url=api_url, auth=Auth.Token(token), timeout=TIMEOUT, retry=retry)
+    try:
+        client.get_repo(repository, lazy=True).get_issue(number).create_comment(body)
+    except GithubException as error:
+        raise CommentNotPosted(f"GitHub answered {error.status} to a comment on #{number}") from None
+    except OSError as error:
+        raise CommentNotPosted(f"GitHub unreachable ({type(error).__name__})") from None
+    finally:
+        client.close()
