@@ -25,29 +25,38 @@ bp = Blueprint("gitlab_hooks", __name__, url_prefix="/webhooks")
 
 #: GitLab's ids are 64-bit; anything else is not a pipeline of ours.
 MAX_ID = 2**63 - 1
+#: repositories.id is a 32-bit integer.
+MAX_REPOSITORY_ID = 2**31
 
 
 def _text(status: int, text: str) -> Response:
     return Response(text + "\n", status=status, mimetype="text/plain")
 
 
-def _expected_token(svc: Services, project_path: object) -> str | None:
-    """The token of the mirror project `<group>/<repository id>/<pipeline>`, if it is one of ours."""
+def _project(svc: Services, project_path: object) -> tuple[int, str] | None:
+    """(repository id, pipeline) of the mirror project `<group>/<repository id>/<pipeline>`."""
     group = svc.settings.gitlab_group.strip("/")
     if not isinstance(project_path, str) or not project_path.startswith(f"{group}/"):
         return None
     repository, _, name = project_path[len(group) + 1 :].partition("/")
-    if not repository.isascii() or not repository.isdigit() or len(repository) > 18 or not name:
+    if not repository.isascii() or not repository.isdigit() or not 0 < int(repository) < MAX_REPOSITORY_ID:
         return None
+    if not name or "/" in name or not name.isprintable() or len(name) > 100:
+        return None
+    return int(repository), name
+
+
+def _expected_token(svc: Services, project: tuple[int, str]) -> str | None:
+    """That mirror project's own token; the shared legacy token for a project made before them."""
     with svc.db.session() as session:
         found = session.execute(
             select(Pipeline.hook_token_enc).where(
-                Pipeline.repository_id == int(repository), Pipeline.name == name
+                Pipeline.repository_id == project[0], Pipeline.name == project[1]
             )
         ).first()
     if found is None:
         return None
-    if found[0] is None:  # a project made before per-project tokens: the shared legacy token
+    if found[0] is None:
         return svc.settings.gitlab_webhook_token or None
     return svc.box.open(found[0])
 
@@ -59,8 +68,9 @@ def gitlab_webhook() -> Response:
     project = body.get("project") if isinstance(body, dict) else None
     path = project.get("path_with_namespace") if isinstance(project, dict) else None
     given = request.headers.get("X-Gitlab-Token", "")
+    mirror = _project(svc, path)
     try:
-        expected = _expected_token(svc, path)
+        expected = _expected_token(svc, mirror) if mirror is not None else None
     except SQLAlchemyError:
         return _text(503, "storage unavailable; try again")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -72,9 +82,9 @@ def gitlab_webhook() -> Response:
     pipeline_id = attributes.get("id") if isinstance(attributes, dict) else None
     if not isinstance(pipeline_id, int) or isinstance(pipeline_id, bool) or not 0 < pipeline_id <= MAX_ID:
         return _text(400, "pipeline event without a valid object_attributes.id")
-    repository, _, name = str(path).split("/", 1)[1].partition("/")  # checked by _expected_token
+    assert mirror is not None  # a token matched
     try:
-        run_id = poke(svc.db, pipeline_id, repository_id=int(repository), pipeline=name)
+        run_id = poke(svc.db, pipeline_id, repository_id=mirror[0], pipeline=mirror[1])
     except SQLAlchemyError:
         return _text(503, "storage unavailable; try again")
     if run_id is None:
