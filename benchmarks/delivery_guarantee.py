@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sandbox.deployment import Deployment, Tally, deployed, redeliver, send_burst, tally, wait_for
 
-BRANCHES = [f"b{i}" for i in range(10)]
+BRANCHES = [f"b{i}" for i in range(50)]  # more branches than the tests: more pipelines
 
 
 def background(action: Callable[[], None]) -> None:

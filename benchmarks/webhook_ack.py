@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,66 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (gunicorn's or nginx's workers)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return [pid, *kids]
+
+
+class CpuMeter:
+    """CPU used during the load by each tier, so figures taken on a busy machine still say
+    what a delivery costs: gunicorn, nginx, the PostgreSQL backends of the benchmark's
+    database, and wrk (read from its rusage)."""
+
+    def __init__(self, admin_url: str, db_name: str, web: int, front: int | None) -> None:
+        self.admin_url, self.db_name, self.web, self.front = admin_url, db_name, web, front
+        self.start: dict[str, dict[int, float]] = {}
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            backends = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.db_name,)
+                ).fetchall()
+            ]
+        tiers = {"gunicorn": family(self.web), "postgres": backends}
+        if self.front is not None:
+            tiers["nginx"] = family(self.front)
+        return {tier: {pid: cpu_seconds(pid) for pid in pids} for tier, pids in tiers.items()}
+
+    def begin(self) -> None:
+        self.start = self._snapshot()
+        self.children = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def end(self) -> dict[str, float]:
+        now = self._snapshot()
+        used = {
+            tier: sum(cpu - self.start.get(tier, {}).get(pid, 0.0) for pid, cpu in pids.items())
+            for tier, pids in now.items()
+        }
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used["wrk"] = (children.ru_utime - self.children.ru_utime) + (
+            children.ru_stime - self.children.ru_stime
+        )
+        return used
+
+
 def push_template(full_name: str) -> str:
     payload = json.loads(
         (ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json").read_text()
@@ -69,7 +130,16 @@ def main() -> int:
         "--web-threads", type=int, default=1, help="threads per gunicorn worker (WEB_THREADS; >1: gthread)"
     )
     parser.add_argument("--direct", action="store_true", help="send straight to gunicorn, without nginx")
+    parser.add_argument(
+        "--unix", action="store_true", help="gunicorn listens on a Unix socket that nginx forwards to"
+    )
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=3,
+        help="seconds of load first, not counted (every worker's first requests)",
+    )
     parser.add_argument("--pool", type=int, default=300, help="distinct signed bodies per wrk thread")
     parser.add_argument(
         "--worker-during-load",
@@ -77,6 +147,8 @@ def main() -> int:
         help="run the Celery worker while wrk sends (default: start it after: the web tier's figures)",
     )
     args = parser.parse_args()
+    if args.unix and args.direct:
+        parser.error("--direct sends with wrk, which cannot reach a Unix socket")
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
@@ -98,7 +170,7 @@ def main() -> int:
         "MIDDLEWARE_SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnop",
         "ADMIN_TOKEN": ADMIN,
         "VERIFY_GITHUB_TOKENS": "0",
-        "BIND": f"127.0.0.1:{port}",
+        "BIND": f"unix:{tmp / 'web.sock'}" if args.unix else f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(args.workers),
         "WEB_THREADS": str(args.web_threads),
         "DATA_DIR": str(tmp),
@@ -122,15 +194,18 @@ def main() -> int:
     worker = start_worker() if args.worker_during_load else None
     front: Front | None = None
     url = f"http://127.0.0.1:{port}"
+    transport = httpx.HTTPTransport(uds=str(tmp / "web.sock")) if args.unix else None
     try:
         for _ in range(150):
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.Client(transport=transport).get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
         if not args.direct:
-            front = Front(f"127.0.0.1:{port}", workers=args.nginx_workers)
+            if args.unix:
+                tmp.chmod(0o711)  # nginx's workers (www-data when root) reach the socket
+            front = Front(env["BIND"] if args.unix else f"127.0.0.1:{port}", workers=args.nginx_workers)
             front.start()
             url = front.url
         headers = {"Authorization": f"Bearer {ADMIN}"}
@@ -166,8 +241,16 @@ def main() -> int:
             str(script),
             url,
         ]
+        if args.warm_up > 0:
+            warm_up = [*command[:3], f"-d{args.warm_up}s", *command[4:]]
+            subprocess.run(warm_up, capture_output=True, check=True)
+            with psycopg.connect(admin_url.rsplit("/", 1)[0] + f"/{db_name}", autocommit=True) as connection:
+                connection.execute("TRUNCATE deliveries, runs, outbox")  # the measured load starts afresh
         print("running:", " ".join(command[:-3]), "...", flush=True)
+        meter = CpuMeter(admin_url, db_name, web.pid, front.pid if front is not None else None)
+        meter.begin()
         result = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        cpu = meter.end()
         drain_started = time.time()
         if worker is None:
             worker = start_worker()
@@ -191,6 +274,8 @@ def main() -> int:
             f" x {args.web_threads} threads (gthread)" if args.web_threads > 1 else " (sync)"
         )
         setup = tier if args.direct else f"nginx ({args.nginx_workers} worker) -> {tier}"
+        if args.unix:
+            setup += " on a Unix socket"
         print()
         print(f"{setup}, wrk {args.threads} threads x {args.connections} connections, {args.seconds} s")
         print(f"throughput      {float(rate.group(1)) if rate else 0:.0f} req/s")
@@ -208,6 +293,14 @@ def main() -> int:
         print(f"celery worker   {when}")
         print(f"lost            {distinct - runs} (distinct commits accepted without a run)")
         print(f"PostgreSQL      fsync={fsync}")
+        sent = max(int(figures.get("requests", 0) or 0), 1)
+        per = {tier: seconds / sent * 1e6 for tier, seconds in cpu.items()}
+        print(
+            "CPU / delivery  "
+            + ", ".join(f"{tier} {micros:.0f} us" for tier, micros in per.items())
+            + f"; total {sum(per.values()):.0f} us (what {os.cpu_count()} idle cores could carry: "
+            f"{(os.cpu_count() or 1) / max(sum(per.values()), 1) * 1e6:.0f}/s)"
+        )
         print()
         print("| set-up | connections | req/s | p50 | p99 | accepted | lost | PostgreSQL fsync |")
         print(

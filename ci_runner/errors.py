@@ -36,6 +36,10 @@ class InfrastructureError(RunnerError):
     exit_code = EXIT_INFRASTRUCTURE
 
 
+class ServiceUnhealthy(InfrastructureError):
+    """FirecREST answered 503 because its own health check sees a service down: an answer, not a blip."""
+
+
 class JobFailed(RunnerError):
     """The HPC job ran and did not end COMPLETED with exit code 0."""
 

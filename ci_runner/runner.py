@@ -6,16 +6,16 @@ the Outcome into exit codes and GitHub outputs. Interrupts cancel the job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ci_runner import artifacts, staging
+from ci_runner import artifacts, staging, transfers
 from ci_runner.client import ApiError, Credentials, Gateway
-from ci_runner.errors import Interrupted, RunnerError
+from ci_runner.errors import Interrupted, RunnerError, UsageError
 from ci_runner.follow import Followed, Follower, Target, TimeLimitReached
-from ci_runner.health import check_system
-from ci_runner.jobscript import SOURCE_DIR, build_batch_script
+from ci_runner.health import SystemInfo, check_system, check_working_dir
+from ci_runner.jobscript import SOURCE_DIR, build_batch_script, git_credential_env
+from ci_runner.logs import new_end_marker
 from ci_runner.report import Reporter
 from ci_runner.result import Outcome, judge
 from ci_runner.signals import interruptible, shielded
@@ -80,6 +80,7 @@ def run(
     """Run the job; raises RunnerError for setup failures and Interrupted on signals."""
     options = options or RunOptions()
     reporter.redactor.add(creds.client_secret)
+    reporter.redactor.add(spec.repo_password)
     gateway = Gateway(
         creds,
         request_timeout=options.request_timeout,
@@ -91,11 +92,12 @@ def run(
     with interruptible():
         try:
             system = check_system(gateway, spec.system)
-            workdir = staging.prepare_working_dir(gateway, spec, system)
+            check_working_dir(system, spec.working_dir)
+            workdir = _prepare_working_dir(gateway, spec, system, reporter)
             working_dir = workdir.path
             reporter.info(f"working directory on {spec.system}: {working_dir}")
             if spec.staging == "upload":
-                size = staging.upload_workspace(gateway, spec, system, working_dir)
+                size = staging.upload_workspace(gateway, spec, system, working_dir, reporter)
                 reporter.info(f"uploaded the workspace ({size} bytes)")
             script = build_batch_script(
                 spec.script_text,
@@ -103,20 +105,23 @@ def run(
                 staging=spec.staging,
                 repo_url=spec.repo_url,
                 sha=spec.sha,
+                git_auth=bool(spec.repo_username or spec.repo_password),
+                end_marker=new_end_marker(),
             )
-            submitted_at = time.monotonic()
-            job_id = submit_job(
+            job_env = {**spec.env, **git_credential_env(spec.repo_username, spec.repo_password)}
+            submitted = submit_job(
                 gateway,
                 spec.system,
                 spec.job_name,
                 reporter,
                 working_dir=working_dir,
                 script_str=script.text,
-                env_vars=spec.env or None,
+                env_vars=job_env or None,
                 account=spec.account,
                 partition=spec.partition,
                 reservation=spec.reservation,
             )
+            job_id = submitted.job_id
             on_submitted(job_id)
             reporter.info(f"submitted job {job_id} ({spec.job_name}) on {spec.system}")
             target = Target(
@@ -126,6 +131,7 @@ def run(
                 working_dir,
                 workdir.username,
                 script.output_pattern,
+                script.error_pattern,
             )
             follower = Follower(
                 gateway,
@@ -133,9 +139,11 @@ def run(
                 reporter,
                 timeout=spec.timeout,
                 pending_timeout=spec.pending_timeout,
+                end_marker=script.end_marker,
+                read_limit=system.max_direct_transfer,
             )
             try:
-                followed = follower.run(submitted_at)
+                followed = follower.run(submitted.submitted_at)
             except TimeLimitReached as limit:
                 cancel(gateway, spec.system, job_id, reporter)
                 followed = _after_cancel(gateway, follower, spec.system, job_id, limit.reason)
@@ -165,11 +173,29 @@ def run(
             spec.artifacts,
             spec.artifacts_dir,
             reporter,
-            max_size=system.max_direct_transfer,
+            limits=transfers.Limits.of(system),
+            account=spec.account,
         )
     _cleanup(gateway, spec, workdir, outcome.passed, reporter)
     gateway.close()
     return RunResult(outcome=outcome, log_tail=followed.log_tail)
+
+
+def _prepare_working_dir(
+    gateway: Gateway, spec: JobSpec, system: SystemInfo, reporter: Reporter
+) -> staging.WorkDir:
+    """Create the working directory; a per-run one is made private (mode 700) before anything goes in."""
+    try:
+        workdir = staging.prepare_working_dir(gateway, spec, system)
+    except ApiError as error:
+        where = spec.working_dir or f"the per-run directory under {system.default_work_dir}"
+        raise UsageError(f"cannot create {where} on {spec.system}: {error.message}") from None
+    if workdir.owned:
+        try:
+            gateway.chmod(spec.system, workdir.path, "700")
+        except ApiError as error:
+            reporter.warning(f"could not make {workdir.path} private (mode 700): {error.message}")
+    return workdir
 
 
 def _job_from_lost_submit(gateway: Gateway, spec: JobSpec) -> str | None:

@@ -12,7 +12,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from ci_runner.checkout import clone_source, commit_missing, head_commit
 from ci_runner.durations import parse_duration
 from ci_runner.errors import UsageError
 
@@ -62,8 +64,11 @@ class JobSpec:
     working_dir: str | None
     env: dict[str, str] = field(default_factory=dict)
     staging: str = "git"
+    #: Without credentials: those travel in `repo_username`/`repo_password`, never in a script or log.
     repo_url: str | None = None
     sha: str | None = None
+    repo_username: str | None = field(default=None, repr=False)
+    repo_password: str | None = field(default=None, repr=False)
     cleanup: str = "on-success"
     timeout: float | None = None
     pending_timeout: float | None = None
@@ -97,11 +102,31 @@ def parse_env(lines: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+def _url_owner_repo(repo_url: str) -> str:
+    """`owner/repo` from the URL's path (its last two parts), never from a port or credentials.
+
+    With a one-part path (`git://host:9419/proj.git`) the host stands in for the owner.
+    """
+    if "://" in repo_url:
+        parts = urlsplit(repo_url)
+        host, path = parts.hostname or "", parts.path
+    elif re.match(r"^[^/]*:", repo_url):  # scp-like: [user@]host:path
+        host, _, path = repo_url.partition(":")
+        host = host.rpartition("@")[2]
+    else:
+        host, path = "", repo_url
+    names = [part for part in path.split("/") if part]
+    if names:
+        names[-1] = re.sub(r"\.git$", "", names[-1])
+    if len(names) == 1 and host:
+        names.insert(0, host)
+    return "/".join(names[-2:])
+
+
 def _owner_repo(repository: str, repo_url: str, workspace: Path) -> tuple[str, str]:
     candidate = repository.strip()
     if not candidate and repo_url:
-        tail = re.sub(r"\.git$", "", repo_url.rstrip("/"))
-        candidate = "/".join(re.split(r"[/:]", tail)[-2:])
+        candidate = _url_owner_repo(repo_url)
     if "/" not in candidate:
         candidate = f"local/{workspace.resolve().name or 'workspace'}"
     owner, _, repo = candidate.partition("/")
@@ -127,7 +152,10 @@ def _read_script(script: str, workspace: Path) -> tuple[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"script {script!r} not found (looked at {path})") from None
+        raise UsageError(
+            f"script {script!r} not found (looked at {path}); check out the repository first "
+            "(actions/checkout in GitHub Actions), or pass --workspace"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"script {script!r} cannot be read: {exc}") from None
     if not text.strip():
@@ -154,7 +182,8 @@ def build_spec(raw: RawInputs) -> JobSpec:
         raise UsageError("nothing to run: pass --script PATH or --command 'CMD'")
 
     staging = _one_of(raw.staging, STAGING_MODES, "staging", "git")
-    repo_url = raw.repo_url.strip() or None
+    clone_url, repo_username, repo_password = clone_source(raw.repo_url.strip())
+    repo_url = clone_url or None
     sha = raw.sha.strip() or None
     if staging == "git":
         if not repo_url:
@@ -163,13 +192,24 @@ def build_spec(raw: RawInputs) -> JobSpec:
                 "(in the Action it comes from GITHUB_SERVER_URL and GITHUB_REPOSITORY), "
                 "or use --staging upload|none"
             )
-        if not sha or not _SHA.fullmatch(sha):
+        sha = sha or head_commit(workspace)
+        if not sha:
             raise UsageError(
-                f"staging 'git' needs the commit SHA to check out, got {sha!r}: pass --sha "
-                "(GITHUB_SHA in the Action)"
+                f"staging 'git' needs the commit to check out: pass --sha (GITHUB_SHA in the Action), "
+                f"or run from a git checkout, whose HEAD is taken ({workspace} is none)"
+            )
+        if not _SHA.fullmatch(sha):
+            raise UsageError(
+                f"staging 'git' needs a commit SHA (7 to 64 hex digits) to check out, got {sha!r}: "
+                "pass --sha (GITHUB_SHA in the Action)"
             )
         if repo_url.startswith("-"):
             raise UsageError(f"repository URL {repo_url!r} cannot start with '-'")
+        if commit_missing(workspace, repo_url, sha):
+            raise UsageError(
+                f"commit {sha} is not in {workspace}, a full clone of {repo_url}; pass an existing "
+                "commit with --sha (or fetch first if it is newer than this clone)"
+            )
     if staging == "upload" and not workspace.is_dir():
         raise UsageError(f"workspace {workspace} is not a directory; nothing to upload")
 
@@ -190,6 +230,8 @@ def build_spec(raw: RawInputs) -> JobSpec:
         staging=staging,
         repo_url=repo_url,
         sha=sha,
+        repo_username=repo_username,
+        repo_password=repo_password,
         cleanup=_one_of(raw.cleanup, CLEANUP_MODES, "cleanup", "on-success"),
         timeout=parse_duration(raw.timeout, what="timeout") if raw.timeout.strip() else None,
         pending_timeout=(

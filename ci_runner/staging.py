@@ -1,18 +1,27 @@
 """Put the code where the job can reach it: a per-run directory, and for
-`upload` staging a tarball of the workspace that the job unpacks itself."""
+`upload` staging a tarball of the workspace that the job unpacks itself.
+
+The tarball is written to a temporary file and sent by `transfers`: directly
+up to the server's limit, through its staging area above it. Only a server
+without a usable staging area caps the archive, and then building it stops
+as soon as it passes the limit.
+"""
 
 from __future__ import annotations
 
 import io
 import subprocess
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci_runner import transfers
 from ci_runner.client import Gateway
 from ci_runner.errors import UsageError
 from ci_runner.health import SystemInfo
 from ci_runner.jobscript import UPLOAD_ARCHIVE
+from ci_runner.report import Reporter
 from ci_runner.spec import JobSpec
 
 
@@ -59,14 +68,14 @@ def prepare_working_dir(gateway: Gateway, spec: JobSpec, system: SystemInfo) -> 
 
 
 class _TooLarge(Exception):
-    pass
+    """The archive outgrew what a server without staged transfers can take."""
 
 
-class _CappedBuffer(io.BytesIO):
+class _CappedFile(io.FileIO):
     """Stops writing as soon as the archive passes the limit: no huge temp files."""
 
-    def __init__(self, limit: int | None) -> None:
-        super().__init__()
+    def __init__(self, path: Path, limit: int | None) -> None:
+        super().__init__(path, "wb")
         self._limit = limit
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
@@ -103,24 +112,33 @@ def workspace_files(workspace: Path) -> list[Path]:
         )
 
 
-def build_archive(workspace: Path, limit: int | None) -> bytes:
-    """A gzip tarball of the workspace, or a UsageError once it outgrows `limit`."""
-    buffer = _CappedBuffer(limit)
-    try:
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            for relative in workspace_files(workspace):
-                archive.add(workspace / relative, arcname=str(relative), recursive=False)
-    except _TooLarge:
-        raise UsageError(
-            f"the workspace archive is larger than this FirecREST server's direct transfer limit "
-            f"of {(limit or 0) / 1048576:.1f} MiB, so upload staging cannot work; use staging 'git' "
-            "(the job clones the exact commit itself) or remove large files"
-        ) from None
-    return buffer.getvalue()
+def build_archive(workspace: Path, target: Path, limit: int | None) -> int:
+    """Write a gzip tarball of the workspace to `target`; its size, or `_TooLarge` past `limit`."""
+    with _CappedFile(target, limit) as out, tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for relative in workspace_files(workspace):
+            archive.add(workspace / relative, arcname=str(relative), recursive=False)
+    return target.stat().st_size
 
 
-def upload_workspace(gateway: Gateway, spec: JobSpec, system: SystemInfo, working_dir: str) -> int:
+def upload_workspace(
+    gateway: Gateway, spec: JobSpec, system: SystemInfo, working_dir: str, reporter: Reporter
+) -> int:
     """Upload the workspace tarball; returns its size in bytes."""
-    data = build_archive(spec.workspace, system.max_direct_transfer)
-    gateway.upload(spec.system, data, working_dir, UPLOAD_ARCHIVE)
-    return len(data)
+    limits = transfers.Limits.of(system)
+    staged = limits.backend in transfers.SUPPORTED_BACKENDS
+    with tempfile.TemporaryDirectory(prefix="firecrest-ci-") as scratch:
+        archive = Path(scratch) / UPLOAD_ARCHIVE
+        cap = None if staged else limits.max_ops_file_size
+        try:
+            size = build_archive(spec.workspace, archive, cap)
+        except _TooLarge:
+            assert cap is not None
+            raise UsageError(
+                f"the workspace archive is more than {transfers.human_size(cap)}: "
+                f"{transfers.no_staged_path(cap, limits)}, so upload staging cannot work; use staging "
+                "'git' (the job clones the exact commit itself) or remove large files"
+            ) from None
+        transfers.upload(
+            gateway, spec.system, limits, archive, working_dir, UPLOAD_ARCHIVE, reporter, account=spec.account
+        )
+        return size

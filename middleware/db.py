@@ -36,6 +36,21 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit: Engine | None = None
+
+    @property
+    def autocommit(self) -> Engine:
+        """A second pool, for writes that are one statement each (the webhook intake's).
+
+        Its connections are in autocommit mode from the start, so a statement costs one round
+        trip: no BEGIN and COMMIT, and no ping before each use as `engine` does. A caller tries
+        again once when a connection that died idle fails (`DBAPIError.connection_invalidated`;
+        the pool has then dropped its other connections too). Made on first use, so processes
+        that never write this way (Celery workers) open no connection for it.
+        """
+        if self._autocommit is None:
+            self._autocommit = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        return self._autocommit
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -51,3 +66,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()

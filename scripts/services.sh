@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start (or stop) the real services the test suite uses: Redis as the Celery
 # broker and PostgreSQL as the production database. Installs Debian's
-# redis-server and postgresql when they are missing and we are root.
+# redis-server and postgresql when they are missing and we are root, and nginx,
+# the front the tests and `make bench-webhooks` run from deploy/nginx (never
+# started as a system service: sandbox/front.py runs it on loopback).
 # Usage: scripts/services.sh start|stop   (prints the env lines to use)
 set -euo pipefail
 
@@ -23,6 +25,7 @@ install_missing() {
   local packages=()
   command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
   pg_bin >/dev/null 2>&1 || packages+=(postgresql)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
   [ ${#packages[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     echo "services.sh: missing ${packages[*]} and not root: install them (Debian: apt-get install ${packages[*]})" >&2
@@ -30,6 +33,13 @@ install_missing() {
   fi
   echo "services.sh: installing ${packages[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # No package starts its system service meanwhile (nginx's default site would listen on
+  # every interface, port 80): a policy-rc.d that refuses, unless one is already there.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 }

@@ -20,24 +20,23 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, request
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from middleware.domain import CommentEvent, Decision, PingEvent, PullRequestEvent
 from middleware.errors import storage_unavailable, unavailable_text
 from middleware.logs import logger
-from middleware.models import Delivery, OutboxItem, Repository, utcnow
+from middleware.models import Delivery, Repository
 from middleware.ops import metrics
 from middleware.policy import decide
 from middleware.refs import is_sha
 from middleware.registry.cache import Registration
 from middleware.registry.config import to_config
 from middleware.registry.schemas import FULL_NAME_PATTERN
-from middleware.schedule import insert_runs
 from middleware.services import services
 from middleware.tasks import NOTIFY_STALE_APPROVAL, RECORD_CLEANUP
-from middleware.webhooks.approvals import judge, record_head
+from middleware.webhooks.approvals import judge
 from middleware.webhooks.enrich import (
     EnrichmentUnavailable,
     PullRequestNotFound,
@@ -46,6 +45,7 @@ from middleware.webhooks.enrich import (
 )
 from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
 from middleware.webhooks.signature import verify
+from middleware.webhooks.store import Accepted, store
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 #: Header values stored with the delivery: printable ASCII that fits deliveries.event (50) and .id (100).
@@ -190,41 +190,32 @@ def _handle() -> tuple[str, str, int, str]:
             }
             for c in decision.cleanups
         ]
-        # Core inserts in one transaction: the delivery, its runs and its outbox rows commit together.
-        with svc.db.engine.begin() as connection:
-            now = utcnow()
-            connection.execute(
-                insert(Delivery).values(
-                    id=delivery_id,
-                    event=event_name,
-                    repository_id=config.id,
-                    outcome=outcome,
-                    detail=storable(text)[:2000],
-                    received_at=now,
-                )
+        heads: list[dict[str, Any]] = []
+        if isinstance(event, PullRequestEvent) and is_sha(event.head_sha):
+            heads.append({"repository_id": config.id, "pr_number": event.number, "sha": event.head_sha})
+        if decision.stale_approval and isinstance(event, CommentEvent) and event.head_sha:
+            heads.append({"repository_id": config.id, "pr_number": event.issue_number, "sha": event.head_sha})
+            cleanups.append(
+                {
+                    "delivery_id": delivery_id,
+                    "task": NOTIFY_STALE_APPROVAL,
+                    "payload": {
+                        "repository_id": config.id,
+                        "pr_number": event.issue_number,
+                        "sha": event.head_sha,
+                        "commenter": storable(event.author),
+                    },
+                }
             )
-            insert_runs(connection, triggers)
-            if isinstance(event, PullRequestEvent) and is_sha(event.head_sha):
-                record_head(connection, config.id, event.number, event.head_sha)
-            if decision.stale_approval and isinstance(event, CommentEvent) and event.head_sha:
-                record_head(connection, config.id, event.issue_number, event.head_sha)
-                cleanups.append(
-                    {
-                        "delivery_id": delivery_id,
-                        "task": NOTIFY_STALE_APPROVAL,
-                        "payload": {
-                            "repository_id": config.id,
-                            "pr_number": event.issue_number,
-                            "sha": event.head_sha,
-                            "commenter": storable(event.author),
-                        },
-                    }
-                )
-            if cleanups:
-                connection.execute(
-                    insert(OutboxItem),
-                    [{**row, "created_at": now, "due_at": now, "attempts": 0} for row in cleanups],
-                )
+        # One transaction: the delivery, its runs, the heads it saw and its outbox rows commit together.
+        delivery = {
+            "id": delivery_id,
+            "event": event_name,
+            "repository_id": config.id,
+            "outcome": outcome,
+            "detail": storable(text)[:2000],
+        }
+        store(svc.db, Accepted(delivery, triggers, heads, cleanups))
         for trigger in decision.triggers:
             metrics().triggers.labels(trigger.kind.value).inc()
     except IntegrityError:

@@ -40,11 +40,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pending-seconds", type=float, default=0.3)
     parser.add_argument("--job-invisible-seconds", type=float, default=0.0)
     parser.add_argument("--metadata-ttl", type=float, default=300.0)
+    parser.add_argument(
+        "--placeholder-seconds",
+        type=float,
+        default=0.0,
+        help="how long a job that ran under a second is listed as Slurm's placeholder `allocation` record",
+    )
     parser.add_argument("--fault-5xx-rate", type=float, default=0.0)
     parser.add_argument("--fault-429-rate", type=float, default=0.0)
     parser.add_argument("--fault-timeout-rate", type=float, default=0.0)
     parser.add_argument("--fault-timeout-seconds", type=float, default=3.0)
     parser.add_argument("--seed", type=int, help="fault injection seed (same seed, same faults)")
+    parser.add_argument(
+        "--no-data-transfer",
+        action="store_true",
+        help="no staged-transfer backend (data_transfer: null), like a centre without S3",
+    )
     parser.add_argument(
         "--env-file", type=Path, help="write the four FIRECREST_* variables here once listening"
     )
@@ -64,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         pending_seconds=args.pending_seconds,
         job_invisible_seconds=args.job_invisible_seconds,
         metadata_ttl=args.metadata_ttl,
+        placeholder_seconds=args.placeholder_seconds,
         fault_5xx_rate=args.fault_5xx_rate,
         fault_429_rate=args.fault_429_rate,
         fault_timeout_rate=args.fault_timeout_rate,
         fault_timeout_seconds=args.fault_timeout_seconds,
         fault_seed=args.seed,
+        data_transfer=None if args.no_data_transfer else "s3",
     )
     stop = threading.Event()
 

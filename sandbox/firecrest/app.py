@@ -1,13 +1,16 @@
 """Flask app factory for the sandbox FirecREST v2 target (an honest local stand-in).
 
 Routes follow pyfirecrest's v2 client and the real server's routers (status,
-compute, filesystem ops), plus an OIDC token endpoint and test controls under
+compute, filesystem ops and transfers), plus an OIDC token endpoint, the S3
+stand-in the transfers use under `/_s3/`, and test controls under
 `/_sandbox/`. Cross-cutting behaviour copied from the real server
 (src/firecrest/main.py, src/lib/handlers/api_response_handler.py): the path
 is lower-cased before routing; every response carries `F7T-AppVersion` and
 `F7T-Timestamp` (and `F7T-AuthUsername` once authenticated); every error,
 unknown routes included, has the shape
-`{"errorType", "message", "causedBy", "data", "user"}`.
+`{"errorType", "message", "causedBy", "data", "user"}`; 204 answers carry
+FastAPI's `application/json`; every API route needs a bearer token except
+`/status/liveness/`.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox.firecrest import auth, compute, control, filesystem, status
+from sandbox.firecrest import auth, compute, control, filesystem, s3, status, transfer
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.errors import ApiError, error_body
 from sandbox.firecrest.faults import FAULT_MESSAGES
 from sandbox.firecrest.state import Sandbox
 
 API_PREFIXES = ("/status/", "/compute/", "/filesystem/")
+LIVENESS = "/status/liveness"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -71,7 +75,7 @@ def create_app(config: SandboxConfig) -> Flask:
         rule = _template(request.url_rule.rule) if request.url_rule else "<unmatched>"
         box.count(f"{request.method} {rule}")
         current = box.config
-        fault = box.faults.draw(
+        fault = box.faults.take_scripted(f"{request.method} {rule}") or box.faults.draw(
             request.method, current.fault_timeout_rate, current.fault_429_rate, current.fault_5xx_rate
         )
         if fault is not None and fault.kind == "timeout":
@@ -80,6 +84,8 @@ def create_app(config: SandboxConfig) -> Flask:
             return answer(ApiError(429, FAULT_MESSAGES[429], headers={"Retry-After": fault.retry_after}))
         elif fault is not None and fault.kind == "5xx":
             return answer(ApiError(fault.status, FAULT_MESSAGES[fault.status]))
+        if request.path.rstrip("/") == LIVENESS:
+            return None  # the real liveness router has no authentication dependency
         box.tokens.check(request.headers.get("Authorization"))
         g.user = current.username
         if fault is not None and fault.kind == "5xx-after-commit":
@@ -91,6 +97,8 @@ def create_app(config: SandboxConfig) -> Flask:
         lost = g.pop("after_commit", None)
         if lost is not None:
             response = answer(ApiError(lost, FAULT_MESSAGES[lost]))
+        if response.status_code == 204:
+            response.mimetype = "application/json"  # FastAPI's default response class, even when empty
         response.headers["F7T-Timestamp"] = str(time.time())
         response.headers["F7T-AppVersion"] = box.config.api_version
         if g.get("user"):
@@ -124,4 +132,6 @@ def create_app(config: SandboxConfig) -> Flask:
     status.register(app, box)
     compute.register(app, box)
     filesystem.register(app, box)
+    transfer.register(app, box, box.s3)
+    s3.register(app, box.s3)
     return app

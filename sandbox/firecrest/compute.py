@@ -3,7 +3,10 @@
 Job ids must match `^[a-zA-Z0-9]+$` (else a validation 400); info and
 metadata answer 404 "Job not found." when the scheduler does not know the job
 (not yet visible, or metadata past Slurm's MinJobAge); cancel answers
-scancel's text with 500, as the real server does.
+scancel's text with 500, as the real server does. A submit with neither a
+script nor a script path answers 408: the real server starts sbatch without
+closing its stdin, and sbatch waits until the SSH command times out (the
+sandbox answers at once).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from sandbox.firecrest.jobs import JobRequest
 from sandbox.firecrest.state import Sandbox
 
 _JOB_ID = re.compile(r"^[a-zA-Z0-9]+$")
+#: What the real server answers when the SSH command outlives its execution timeout.
+COMMAND_TIMEOUT = ApiError(408, "Command execution timeout limit exceeded.")
 #: `time_window` values of the real router (JobsTimeWindow) in seconds.
 TIME_WINDOWS = {"1h": 3600, "8h": 8 * 3600, "24h": 86400, "3d": 3 * 86400, "7d": 7 * 86400}
 
@@ -92,6 +97,8 @@ def register(app: Flask, box: Sandbox) -> None:
                 raise slurm_error(f"sbatch: error: Unable to open file {script_path}\n")
             with open(real, encoding="utf-8", errors="replace") as handle:
                 job_request.script = handle.read()
+        elif not job_request.script:
+            raise COMMAND_TIMEOUT
         created = jobs.submit(system, job_request, config.pending_seconds, config.job_invisible_seconds)
         return jsonify({"jobId": created.job_id}), 201
 
@@ -105,8 +112,9 @@ def register(app: Flask, box: Sandbox) -> None:
         name = request.args.get("name")
         if name is not None and len(name) > 235:
             raise validation_error("query", "name", "String should have at most 235 characters")
-        found = jobs.listed(system, name, request.args.get("account"), TIME_WINDOWS[window])
-        return jsonify({"jobs": [jobs.info_json(job) for job in found]})
+        stand_in = box.config.placeholder_seconds
+        found = jobs.listed(system, name, request.args.get("account"), TIME_WINDOWS[window], stand_in)
+        return jsonify({"jobs": [jobs.info_json(job, stand_in) for job in found]})
 
     @app.get("/compute/<system>/jobs/<job_id>")
     def job_info(system: str, job_id: str) -> Response:
@@ -114,7 +122,7 @@ def register(app: Flask, box: Sandbox) -> None:
         job = jobs.get(system, _job_id(job_id))
         if job is None:
             raise ApiError(404, "Job not found.")
-        return jsonify({"jobs": [jobs.info_json(job)]})
+        return jsonify({"jobs": [jobs.info_json(job, box.config.placeholder_seconds)]})
 
     @app.get("/compute/<system>/jobs/<job_id>/metadata")
     def job_metadata(system: str, job_id: str) -> Response:

@@ -33,6 +33,13 @@ class SandboxConfig:
     #: gates on that version (`name`/`time_window` filters), so report them honestly as 2.6.0.
     api_version: str = "2.6.0"
     max_ops_file_size: int = 5 * 1024 * 1024
+    #: `dataOperation.data_transfer`: "s3" (the sandbox's S3 stand-in serves `/transfer/*`) or
+    #: None, as on a server configured without a backend (the recorded ones).
+    data_transfer: str | None = "s3"
+    #: The S3 backend's `multipart.max_part_size` (S3's own minimum part is 5 MiB).
+    s3_max_part_size: int = 5 * 1024 * 1024
+    #: The S3 backend's `ttl`: how long presigned URLs stay valid, in seconds.
+    s3_url_ttl: int = 3600
     token_lifetime: float = 300.0
     #: How long a job stays PENDING before its process starts.
     pending_seconds: float = 0.3
@@ -40,6 +47,9 @@ class SandboxConfig:
     job_invisible_seconds: float = 0.0
     #: Metadata (script, output paths) disappears this long after the job ends (Slurm's MinJobAge).
     metadata_ttl: float = 300.0
+    #: For this long after a job that ran under a second ends, job info and listings show Slurm's
+    #: placeholder record (name `allocation`, empty working directory and partition, no time limit).
+    placeholder_seconds: float = 0.0
     fault_5xx_rate: float = 0.0
     fault_429_rate: float = 0.0
     fault_timeout_rate: float = 0.0
@@ -63,6 +73,7 @@ RUNTIME_KNOBS = (
     "pending_seconds",
     "job_invisible_seconds",
     "metadata_ttl",
+    "placeholder_seconds",
     "fault_5xx_rate",
     "fault_429_rate",
     "fault_timeout_rate",
@@ -70,6 +81,7 @@ RUNTIME_KNOBS = (
     "fault_seed",
     "unhealthy",
     "max_ops_file_size",
+    "data_transfer",
 )
 
 
@@ -97,6 +109,10 @@ def coerce_knobs(changes: dict[str, Any]) -> dict[str, Any]:
             clean[name] = None if value is None else int(value)
         elif name == "max_ops_file_size":
             clean[name] = int(value)
+        elif name == "data_transfer":
+            if value not in (None, "s3"):
+                raise ValueError('data_transfer must be "s3" or null (no staged transfers)')
+            clean[name] = value
         else:
             number = float(value)
             if number < 0 or (name.endswith("_rate") and number > 1):

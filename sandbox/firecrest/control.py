@@ -2,7 +2,8 @@
 
 No authentication, loopback clients only. They let tests see every job
 (to assert exactly one HPC job per run), count requests and faults, change
-knobs while the sandbox runs, and forget all tokens.
+knobs while the sandbox runs, script exact faults for the next requests of
+one route, and forget all tokens.
 """
 
 from __future__ import annotations
@@ -73,6 +74,21 @@ def register(app: Flask, box: Sandbox) -> None:
         except (ValueError, TypeError) as error:
             return jsonify({"error": str(error)}), 400
         return jsonify({name: getattr(config, name) for name in RUNTIME_KNOBS})
+
+    @app.post("/_sandbox/faults")
+    def control_faults() -> tuple[Response, int]:
+        """`{"request": "POST /compute/{system}/jobs", "faults": ["502", "502-after-commit"]}`."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("request"), str):
+            return jsonify({"error": 'send {"request": "METHOD /route/{template}", "faults": [...]}'}), 400
+        labels = body.get("faults")
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            return jsonify({"error": "faults must be a list of labels"}), 400
+        try:
+            box.faults.script(body["request"], labels)
+        except ValueError as error:
+            return jsonify({"error": str(error)}), 400
+        return jsonify({"queued": labels}), 200
 
     @app.get("/_sandbox/tokens")
     def control_tokens() -> Response:

@@ -5,13 +5,17 @@ yields the same sequence of faults for the same sequence of requests. For
 POST and DELETE, half the injected 5xx answers are "after commit": the request
 is fully processed (a job IS submitted, a file IS removed) and only the answer
 is lost, which is what makes blindly re-POSTing a submit dangerous.
+
+Tests that need one exact fault on one exact request script it instead
+(`POST /_sandbox/faults`): scripted faults are taken in order by the next
+matching requests, before (and instead of) any random draw.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 FAULT_STATUSES = (500, 502, 503)
@@ -42,6 +46,21 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)  # noqa: S311 - reproducible faults, not cryptography
         self.injected: Counter[str] = Counter()
+        self._scripted: dict[str, deque[Fault]] = {}
+
+    def script(self, request: str, labels: list[str]) -> None:
+        """Queue faults (labels as in `Fault.label`) for the next requests `request` ("POST /compute/...")."""
+        faults = [parse_label(label) for label in labels]
+        with self._lock:
+            self._scripted.setdefault(request, deque()).extend(faults)
+
+    def take_scripted(self, request: str) -> Fault | None:
+        with self._lock:
+            queued = self._scripted.get(request)
+            fault = queued.popleft() if queued else None
+            if fault is not None:
+                self.injected[fault.label] += 1
+        return fault
 
     def reseed(self, seed: int | None) -> None:
         with self._lock:
@@ -74,6 +93,18 @@ class FaultInjector:
     def reset_counts(self) -> None:
         with self._lock:
             self.injected.clear()
+
+
+def parse_label(label: str) -> Fault:
+    """`timeout`, `429`, `502` or `502-after-commit` (any of the FAULT_STATUSES) as a Fault."""
+    if label == "timeout":
+        return Fault("timeout")
+    if label == "429":
+        return Fault("429", 429, "0")
+    status, _, after = label.partition("-")
+    if not status.isdigit() or int(status) not in FAULT_STATUSES or after not in ("", "after-commit"):
+        raise ValueError(f"unknown fault {label!r}: timeout, 429, 500, 502, 503, or <5xx>-after-commit")
+    return Fault("5xx-after-commit" if after else "5xx", int(status))
 
 
 #: The bodies a gateway or an overloaded server in front of FirecREST would send.

@@ -309,6 +309,18 @@ def mkdir(path: str, raw: str, parents: bool) -> None:
         raise remote_error(f"mkdir: cannot create directory '{raw}': Not a directory") from None
 
 
+def chmod(path: str, raw: str, mode: str) -> None:
+    """`chmod -v <mode> -- <path>` with a numeric mode (the sandbox does not parse symbolic ones)."""
+    if not mode.isdigit() or len(mode) > 4 or any(digit in "89" for digit in mode):
+        raise remote_error(f"chmod: invalid mode: '{mode}'\nTry 'chmod --help' for more information.")
+    try:
+        os.chmod(path, int(mode, 8))
+    except FileNotFoundError:
+        raise remote_error(f"chmod: cannot access '{raw}': No such file or directory") from None
+    except PermissionError:
+        raise remote_error(f"chmod: changing permissions of '{raw}': Operation not permitted") from None
+
+
 def rm(path: str, raw: str, root: Path) -> None:
     """`rm -r --interactive=never`; the file system root and the homes in it are not the user's."""
     if not os.path.lexists(path):

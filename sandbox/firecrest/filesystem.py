@@ -107,6 +107,16 @@ def register(app: Flask, box: Sandbox) -> None:
         entry = files.entry(path, raw, **user_group(), numeric=False, follow=False)
         return jsonify({"output": entry}), 201
 
+    @app.put("/filesystem/<system>/ops/chmod")
+    def chmod(system: str) -> Response:
+        path, raw, body = body_path(system)
+        mode = body.get("mode")
+        if not isinstance(mode, str):
+            problem = "Field required" if mode is None else "Input should be a valid string"
+            raise validation_error("body", "mode", problem)
+        files.chmod(path, raw, mode)
+        return jsonify({"output": files.entry(path, raw, **user_group(), numeric=False, follow=False)})
+
     @app.delete("/filesystem/<system>/ops/rm")
     def rm(system: str) -> tuple[str, int]:
         path, raw = query_path(system)

@@ -6,6 +6,12 @@ sent as strings; PENDING (exitCode null) -> RUNNING -> COMPLETED | FAILED
 (exitCode = the script's) | TIMEOUT (exitCode 0) | `CANCELLED by <uid>`;
 output goes to `slurm-<id>.out` in the working directory with stderr merged
 unless `--output`/`--error` say otherwise; a job without a name is `sbatch`.
+A cancelled job reads `CANCELLED by <uid of its user>` with `interruptSignal`
+0 (its batch step shows the SIGTERM). sbatch refuses unknown options and
+partitions. For a job that ran under a second, sacct may for a while show
+Slurm's placeholder record (name `allocation`, empty working directory and
+partition, `time.limit` null), which the `placeholder_seconds` knob
+reproduces in job info and listings (not in `/_sandbox/jobs`).
 
 Like Slurm, submission does not check the working directory: the job is
 accepted and fails when it starts if it cannot enter it (the sandbox's
@@ -41,6 +47,9 @@ TICK = 0.02
 PRIVATE_PREFIXES = ("FIRECREST_", "AUTH_TOKEN_URL")
 #: What the real server passes as `--export` when the request has no `env`.
 DEFAULT_JOB_ENV = {"F7T_version": "v2.0.0"}
+#: Slurm's placeholder record: the name sacct shows, and how short a job must be to get it.
+PLACEHOLDER_NAME = "allocation"
+PLACEHOLDER_MAX_RUN = 1.0
 
 
 @dataclass
@@ -135,6 +144,12 @@ class JobManager:
             sbatch.check_script(request.script)
             options = sbatch.directives(request.script)
             limit = sbatch.parse_time_limit(options["time"]) if "time" in options else DEFAULT_LIMIT
+            partition = request.partition or options.get("partition") or self._partition
+            if partition != self._partition:
+                raise sbatch.SbatchError(
+                    f"sbatch: error: invalid partition specified: {partition}\n"
+                    "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+                )
         except sbatch.SbatchError as error:
             raise slurm_error(str(error)) from None
         home = self.home(system)
@@ -165,7 +180,7 @@ class JobManager:
                 stderr=stderr,
                 env=dict(DEFAULT_JOB_ENV if request.env is None else request.env),
                 account=request.account or options.get("account") or self._account,
-                partition=request.partition or options.get("partition") or self._partition,
+                partition=partition,
                 time_limit=limit,
                 submitted_at=now,
                 start_after=now + max(pending_seconds, 0.0),
@@ -188,8 +203,18 @@ class JobManager:
         with self._lock:
             return list(self._jobs.values())
 
-    def listed(self, system: str, name: str | None, account: str | None, window: float) -> list[Job]:
-        """The user's jobs: pending and running ones, and those that ended within `window` seconds."""
+    def listed(
+        self,
+        system: str,
+        name: str | None,
+        account: str | None,
+        window: float,
+        placeholder_seconds: float = 0.0,
+    ) -> list[Job]:
+        """The user's jobs: pending and running ones, and those that ended within `window` seconds.
+
+        The name filter is sacct's: it sees the placeholder's name, not the job's.
+        """
         now = time.time()
         return [
             job
@@ -197,9 +222,19 @@ class JobManager:
             if job.system == system
             and now >= job.visible_after
             and (job.end is None or job.end >= now - window)
-            and (name is None or job.name == name)
+            and (name is None or self.shown_name(job, placeholder_seconds) == name)
             and (account is None or job.account == account)
         ]
+
+    @staticmethod
+    def placeholder(job: Job, placeholder_seconds: float) -> bool:
+        """Does sacct show Slurm's placeholder record for this job right now?"""
+        if not job.launched or job.start is None or job.end is None:
+            return False
+        return job.end - job.start < PLACEHOLDER_MAX_RUN and time.time() - job.end < placeholder_seconds
+
+    def shown_name(self, job: Job, placeholder_seconds: float) -> str:
+        return PLACEHOLDER_NAME if self.placeholder(job, placeholder_seconds) else job.name
 
     # -- cancel --------------------------------------------------------------------
 
@@ -214,11 +249,10 @@ class JobManager:
             now = time.time()
             job.state = f"CANCELLED by {self._uid}"
             job.end = now
+            job.exit_code, job.signal = 0, 0
             if not job.launched:
                 job.start = now
-                job.exit_code, job.signal = 0, 0
                 return
-            job.exit_code, job.signal = 0, int(signal.SIGTERM)
             job.task_state, job.task_signal = "CANCELLED", int(signal.SIGTERM)
             self._terminate(job, now)
 
@@ -387,9 +421,10 @@ class JobManager:
 
     # -- the real server's JSON ----------------------------------------------------
 
-    def info_json(self, job: Job) -> dict[str, Any]:
+    def info_json(self, job: Job, placeholder_seconds: float = 0.0) -> dict[str, Any]:
         """One entry of `{"jobs": [...]}`, shaped like the recorded `info_*` responses."""
         with self._lock:
+            stand_in = self.placeholder(job, placeholder_seconds)
             now = time.time()
             pending = not job.launched and not job.ended
             elapsed = int((job.end or now) - job.start) if job.start is not None else 0
@@ -420,7 +455,7 @@ class JobManager:
             cancelled_pending = job.ended and not job.launched
             return {
                 "jobId": job.job_id,
-                "name": job.name,
+                "name": PLACEHOLDER_NAME if stand_in else job.name,
                 "status": {
                     "state": job.state,
                     "stateReason": "None",
@@ -433,17 +468,17 @@ class JobManager:
                     "start": start,
                     "end": end,
                     "suspended": None if pending else 0,
-                    "limit": job.time_limit,
+                    "limit": None if stand_in else job.time_limit,
                 },
                 "account": job.account,
                 "allocationNodes": 0 if cancelled_pending else 1,
                 "cluster": job.system,
                 "group": self._group,
                 "nodes": "None assigned" if cancelled_pending else ("" if pending else "localhost"),
-                "partition": job.partition,
+                "partition": "" if stand_in else job.partition,
                 "killRequestUser": None,
                 "user": self._user,
-                "workingDirectory": job.working_dir,
+                "workingDirectory": "" if stand_in else job.working_dir,
                 "priority": PRIORITY_BASE - int(job.job_id),
             }
 

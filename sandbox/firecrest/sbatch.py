@@ -4,7 +4,9 @@ Kept apart from the job manager so the parsing rules can be tested on their own:
 `#SBATCH` lines count only in the leading comment block (sbatch stops at the
 first line that is neither blank nor a comment), a `#` starts a comment inside
 a directive, command-line options (here: the fields of the FirecREST request)
-win over directives, and `--time` takes Slurm's formats.
+win over directives, and `--time` takes Slurm's formats. Options are checked
+like sbatch's getopt_long: a long option may be abbreviated to a unique
+prefix, and an unknown one makes sbatch print getopt's complaint and exit 1.
 """
 
 from __future__ import annotations
@@ -23,8 +25,116 @@ SHORT_OPTIONS = {
     "-p": "partition",
     "-D": "chdir",
 }
-#: Long options that take no value.
-FLAGS = {"exclusive", "requeue", "no-requeue", "hold", "parsable", "wait", "overcommit", "test-only"}
+#: Long options that take no value (or only an optional `=value`).
+FLAGS = {
+    "contiguous",
+    "exclusive",
+    "get-user-env",
+    "help",
+    "hold",
+    "ignore-pbs",
+    "kill-on-invalid-dep",
+    "no-kill",
+    "no-requeue",
+    "overcommit",
+    "oversubscribe",
+    "parsable",
+    "quiet",
+    "reboot",
+    "requeue",
+    "spread-job",
+    "test-only",
+    "usage",
+    "use-min-nodes",
+    "verbose",
+    "version",
+    "wait",
+    "wait-all-nodes",
+}
+#: Every long option of sbatch 22.05 (`sbatch --help`), for getopt_long's checks.
+LONG_OPTIONS = FLAGS | {
+    "account",
+    "acctg-freq",
+    "array",
+    "batch",
+    "bb",
+    "bbf",
+    "begin",
+    "chdir",
+    "cluster-constraint",
+    "clusters",
+    "comment",
+    "constraint",
+    "container",
+    "core-spec",
+    "cores-per-socket",
+    "cpu-freq",
+    "cpus-per-gpu",
+    "cpus-per-task",
+    "deadline",
+    "delay-boot",
+    "dependency",
+    "distribution",
+    "error",
+    "exclude",
+    "export",
+    "export-file",
+    "extra-node-info",
+    "gid",
+    "gpu-bind",
+    "gpu-freq",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-socket",
+    "gpus-per-task",
+    "gres",
+    "gres-flags",
+    "hint",
+    "input",
+    "job-name",
+    "licenses",
+    "mail-type",
+    "mail-user",
+    "mcs-label",
+    "mem",
+    "mem-bind",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "mincpus",
+    "network",
+    "nice",
+    "nodefile",
+    "nodelist",
+    "nodes",
+    "ntasks",
+    "ntasks-per-core",
+    "ntasks-per-gpu",
+    "ntasks-per-node",
+    "ntasks-per-socket",
+    "open-mode",
+    "output",
+    "partition",
+    "power",
+    "priority",
+    "profile",
+    "propagate",
+    "qos",
+    "reservation",
+    "signal",
+    "sockets-per-node",
+    "switches",
+    "thread-spec",
+    "threads-per-core",
+    "time",
+    "time-min",
+    "tmp",
+    "uid",
+    "wckey",
+    "wrap",
+}
+#: sbatch's short options (its getopt string without the argument markers).
+SHORT_LETTERS = set("AabBcCdDeFGhHiJkLmMnNoOpqQsStvVwWx")
+_TRY = 'Try "sbatch --help" for more information\n'
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
@@ -32,8 +142,24 @@ class SbatchError(ValueError):
     """sbatch refused the script: the text is what it prints on stderr."""
 
 
+def _long_name(word: str) -> str:
+    """getopt_long's reading of `--word`: exact, or the one option it abbreviates."""
+    if word in LONG_OPTIONS:
+        return word
+    matches = sorted(name for name in LONG_OPTIONS if name.startswith(word))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        possibilities = " ".join(f"'--{name}'" for name in matches)
+        raise SbatchError(f"sbatch: option '--{word}' is ambiguous; possibilities: {possibilities}\n{_TRY}")
+    raise SbatchError(f"sbatch: unrecognized option '--{word}'\n{_TRY}")
+
+
 def directives(script: str) -> dict[str, str]:
-    """Options from the `#SBATCH` lines of the leading comment block; later lines win."""
+    """Options from the `#SBATCH` lines of the leading comment block; later lines win.
+
+    Raises SbatchError, with getopt's text, for an option sbatch does not know.
+    """
     options: dict[str, str] = {}
     for line in script.splitlines():
         stripped = line.strip()
@@ -49,7 +175,13 @@ def directives(script: str) -> dict[str, str]:
         while index < len(words):
             word = words[index]
             if word.startswith("--"):
-                name, has_value, value = word[2:].partition("=")
+                given, has_value, value = word[2:].partition("=")
+                try:
+                    name = _long_name(given)
+                except SbatchError:
+                    if has_value:  # getopt quotes the whole word, value included
+                        raise SbatchError(f"sbatch: unrecognized option '{word}'\n{_TRY}") from None
+                    raise
                 if not has_value and name not in FLAGS and index + 1 < len(words):
                     index += 1
                     value = words[index]
@@ -60,6 +192,8 @@ def directives(script: str) -> dict[str, str]:
                     index += 1
                     value = words[index]
                 options[SHORT_OPTIONS[word[:2]]] = value
+            elif word.startswith("-") and len(word) > 1 and word[1] not in SHORT_LETTERS:
+                raise SbatchError(f"sbatch: invalid option -- '{word[1]}'\n{_TRY}")
             index += 1
     return options
 

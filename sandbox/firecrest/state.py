@@ -15,6 +15,10 @@ from sandbox.firecrest.config import Knobs, SandboxConfig
 from sandbox.firecrest.errors import ApiError
 from sandbox.firecrest.faults import FaultInjector
 from sandbox.firecrest.jobs import JobManager
+from sandbox.firecrest.s3 import ObjectStore
+
+#: The uid of the user in the recorded responses (`CANCELLED by 1001`).
+RECORDED_UID = 1001
 
 
 class Sandbox:
@@ -22,7 +26,8 @@ class Sandbox:
         self.knobs = Knobs(config)
         self.tokens = TokenStore(config.client_id, config.client_secret)
         self.faults = FaultInjector(config.fault_seed)
-        self.uid = str(os.getuid())
+        # A FirecREST user is never root: when the sandbox runs as root, its user takes the recorded uid.
+        self.uid = str(os.getuid() or RECORDED_UID)
         self.gid = str(os.getgid())
         roots = {system: config.user_root(system) for system in config.systems}
         for system in config.systems:
@@ -36,6 +41,8 @@ class Sandbox:
             partition=config.partition,
             roots=roots,
         )
+        #: The S3 stand-in behind `/transfer/*` (objects under `<root>/.s3`).
+        self.s3 = ObjectStore(config.root / ".s3")
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.token_requests = 0

@@ -1,8 +1,8 @@
-"""`GET /status/systems` and `GET /status/{system}/userinfo`, shaped like the real ones.
+"""`GET /status/systems`, `/status/{system}/userinfo` and `/status/liveness/`, shaped like the real ones.
 
 The systems entry copies the recorded response's structure (servicesHealth
 for scheduler, ssh and filesystem; fileSystems with defaultWorkDir; probing;
-dataOperation.max_ops_file_size). The file system path is the real absolute
+dataOperation with max_ops_file_size and the S3 backend, or null). The file system path is the real absolute
 local directory jobs run in. Unhealthy services (a knob) say `healthy: false`
 with their message, and the operations that need them answer 503 as the real
 dependency checks do.
@@ -13,15 +13,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 from sandbox.firecrest.config import SandboxConfig
+from sandbox.firecrest.s3 import PREFIX as S3_PREFIX
 from sandbox.firecrest.state import Sandbox
 
 _LATENCY = {"scheduler": 0.1, "ssh": 0.09, "filesystem": 0.1}
 
 
-def system_entry(config: SandboxConfig, name: str, now: str) -> dict[str, Any]:
+def system_entry(config: SandboxConfig, name: str, now: str, public_url: str = "") -> dict[str, Any]:
     broken = config.unhealthy.get(name, {})
     root = str(config.user_root(name))
 
@@ -72,8 +73,33 @@ def system_entry(config: SandboxConfig, name: str, now: str) -> dict[str, Any]:
         "dataOperation": {
             "datatransfer_jobs_directives": [],
             "max_ops_file_size": config.max_ops_file_size,
-            "data_transfer": None,
+            "data_transfer": data_transfer(config, public_url),
         },
+    }
+
+
+def data_transfer(config: SandboxConfig, public_url: str) -> dict[str, Any] | None:
+    """The backend as the real server serialises its S3DataTransfer: camelCase, secrets masked."""
+    if config.data_transfer is None:
+        return None
+    hidden = "**********"
+    return {
+        "serviceType": config.data_transfer,
+        "name": "sandbox-s3",
+        "privateUrl": hidden,
+        "publicUrl": public_url,
+        "accessKeyId": hidden,
+        "secretAccessKey": hidden,
+        "region": "us-east-1",
+        "ttl": config.s3_url_ttl,
+        "tenant": None,
+        "multipart": {
+            "use_split": False,
+            "max_part_size": config.s3_max_part_size,
+            "parallel_runs": 1,
+            "tmp_folder": "tmp",
+        },
+        "bucketLifecycleConfiguration": {"days": 10},
     }
 
 
@@ -82,7 +108,14 @@ def register(app: Flask, box: Sandbox) -> None:
     def systems() -> Response:
         config = box.config
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return jsonify({"systems": [system_entry(config, name, now) for name in config.systems]})
+        s3 = f"{request.host_url.rstrip('/')}{S3_PREFIX}"
+        return jsonify({"systems": [system_entry(config, name, now, s3) for name in config.systems]})
+
+    @app.get("/status/liveness/")
+    def liveness() -> Response:
+        """No token needed; the sandbox checks health on every request, so every run is "now"."""
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return jsonify({"healthcheckRuns": {name: now for name in box.config.systems}, "lastUpdate": 0})
 
     @app.get("/status/<system>/userinfo")
     def userinfo(system: str) -> Response:

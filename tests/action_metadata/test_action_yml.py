@@ -43,3 +43,12 @@ def test_defaults_are_valid_choices():
 
     assert ACTION["inputs"]["staging"]["default"] in STAGING_MODES
     assert ACTION["inputs"]["cleanup"]["default"] in CLEANUP_MODES
+
+
+def test_path_outputs_say_a_passing_run_removed_their_directory():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`output_path` and `working_dir` name a directory that has already been removed" in readme
+    for name in ("output_path", "working_dir"):
+        description = " ".join(ACTION["outputs"][name]["description"].split())
+        assert "cleanup on-success (the default)" in description, name
+        assert "already been removed" in description, name

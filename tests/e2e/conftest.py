@@ -29,7 +29,9 @@ BASE_KNOBS = {
     "fault_seed": None,
     "unhealthy": {},
     "job_invisible_seconds": 0.0,
+    "placeholder_seconds": 0.0,
     "pending_seconds": 0.1,
+    "data_transfer": "s3",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -59,7 +60,8 @@ def test_sbatch_output_is_honoured_and_streamed(sandbox, workspace):
     assert done.returncode == 0, done.stderr
     assert "custom line" in done.stdout
     job = sandbox.jobs_named()[-1]
-    assert Path(job["workingDirectory"], f"custom-{job['jobId']}.log").read_text() == "custom line\n"
+    raw = Path(job["workingDirectory"], f"custom-{job['jobId']}.log").read_text()
+    assert re.fullmatch(r"custom line\nfirecrest-ci-end-[0-9a-f]{32}\n", raw)  # the end marker, never shown
 
 
 def test_unhealthy_system_is_named_and_nothing_is_submitted(sandbox, workspace):
@@ -229,13 +231,17 @@ def test_upload_staging_and_artifacts_round_trip(sandbox, workspace, tmp_path):
     assert (artifacts / "results" / "deep" / "y.dat").read_text() == "x\n"
 
 
-def test_upload_over_the_servers_limit_is_refused_before_submitting(sandbox, workspace):
+def test_upload_over_the_limit_of_a_server_without_transfers_is_refused_before_submitting(sandbox, workspace):
+    sandbox.configure(data_transfer=None)
     (workspace / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
     done = run_cli(sandbox, "--system", "cluster", "--staging", "upload", "--command", "true", cwd=workspace)
     assert done.returncode == 2
-    assert "direct transfer limit" in done.stderr
-    assert "use staging 'git'" in done.stderr
-    assert sandbox.jobs_named() == []
+    assert (
+        "the workspace archive is more than 5.0 MiB: this FirecREST server moves at most 5.0 MiB directly, "
+        "and it has no staged-transfer backend for larger files (its dataOperation.data_transfer is null), "
+        "so upload staging cannot work; use staging 'git'"
+    ) in done.stderr
+    assert [j for j in sandbox.jobs() if j["jobId"] not in sandbox.earlier] == []  # not even a transfer job
 
 
 def test_cleanup_removes_only_the_per_run_directory_after_success(sandbox, workspace):

@@ -178,10 +178,12 @@ def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc
 def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, svc, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    def failing_begin():
+    from middleware.webhooks import intake
+
+    def failing_store(*_args, **_kwargs):
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(svc.db.engine, "begin", failing_begin)
+    monkeypatch.setattr(intake, "store", failing_store)
     answer = deliver(client, "push", push_payload(), registered["webhook_secret"], delivery="lost-1")
     monkeypatch.undo()
     assert answer.status_code == 503

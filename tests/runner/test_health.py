@@ -35,3 +35,16 @@ def test_unhealthy_service_is_named(real_responses, service):
     assert f"{service} is unhealthy (slurmctld not responding)" in error.value.message
     assert "cluster-slurm-ssh" in error.value.message
     assert "Nothing was submitted" in error.value.message
+
+
+def test_a_working_dir_must_be_on_a_served_file_system(real_responses):
+    from ci_runner.health import check_working_dir
+
+    info = describe_system("cluster-slurm-ssh", systems(real_responses), "http://f")
+    check_working_dir(info, "/users/me/ci")
+    check_working_dir(info, None)
+    with pytest.raises(UsageError) as error:
+        check_working_dir(info, "/etc/x")
+    assert "working directory /etc/x is not on a file system" in error.value.message
+    with pytest.raises(UsageError):
+        check_working_dir(info, "/users-other/x")

@@ -1,6 +1,14 @@
 import itertools
 
-from ci_runner.schedule import MAX_INTERVAL, PollSchedule, RequestBudget
+from ci_runner.schedule import (
+    MAX_INTERVAL,
+    READ_CAP,
+    READ_FIRST,
+    READ_KNEE,
+    PollSchedule,
+    ReadSchedule,
+    RequestBudget,
+)
 
 
 def test_polls_start_fast_and_reach_the_cap():
@@ -20,26 +28,28 @@ def test_budget_allows_a_burst_then_a_rate():
     assert not budget.allows(used=25, elapsed=60)
 
 
-def simulate(job_seconds: float, setup: int = 5, teardown: int = 3) -> tuple[int, float]:
-    """Count requests and detection lag of the schedule for a job that prints all the time."""
-    schedule, budget = PollSchedule(), RequestBudget()
-    t, used = 0.0, setup
-    while True:
-        used += 1  # status read
-        if t >= job_seconds:
-            break
-        if budget.allows(used, t):
-            used += 1  # log read
-        t += schedule.next_interval()
-    return used + teardown, t - job_seconds
+def test_reads_stay_quick_past_half_a_minute_then_grow_to_the_cap():
+    schedule = ReadSchedule()
+    early = [schedule.next_interval(t) for t in (0.0, 5.0, 30.0, READ_KNEE - 1)]
+    assert early[0] == READ_FIRST and early[1] <= 0.6 and early[2] <= 0.8  # a 5 s / 30 s job's end
+    assert all(b >= a for a, b in itertools.pairwise(early))
+    later = [schedule.next_interval(READ_KNEE + t) for t in range(60)]
+    assert all(b >= a for a, b in itertools.pairwise(later))
+    assert later[1] > READ_FIRST and later[-1] == READ_CAP
 
 
-def test_long_jobs_stay_within_twelve_requests_per_minute():
-    for minutes in (10, 20, 60):
-        requests, _lag = simulate(minutes * 60)
-        assert requests / minutes <= 12, (minutes, requests)
+def test_budget_says_how_long_until_the_next_request():
+    budget = RequestBudget(burst=10, per_minute=6)
+    assert budget.wait(used=5, elapsed=0) == 0
+    assert budget.wait(used=10, elapsed=0) == 10.0
+    assert budget.wait(used=10, elapsed=4) == 6.0
+    assert not budget.allows(used=10, elapsed=9.9) and budget.allows(used=10, elapsed=10)
 
 
-def test_a_five_second_job_is_noticed_within_a_second_and_a_half():
-    _requests, lag = simulate(5.0)
-    assert lag <= 1.5
+def test_token_renewal_margin_follows_short_lifetimes():
+    from ci_runner.client import renewal_margin
+
+    assert renewal_margin(300) == 60
+    assert renewal_margin(90) == 60
+    assert 30 < renewal_margin(60) < 60
+    assert 30 < renewal_margin(40) < 40

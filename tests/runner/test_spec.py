@@ -58,8 +58,54 @@ def test_env_lines_parse_and_skip_comments():
     assert parse_env(("A=1", "", "# note", "B = two=2", "C=")) == {"A": "1", "B": " two=2", "C": ""}
 
 
+@pytest.mark.parametrize(
+    ("url", "owner_repo"),
+    [
+        ("git://host:9419/proj.git", ("host", "proj")),
+        ("ssh://git@host:2222/o/r.git", ("o", "r")),
+        ("https://host:8443/group/sub/proj/", ("sub", "proj")),
+        ("git@github.com:o/r.git", ("o", "r")),
+        ("http://127.0.0.1:5000/proj.git", ("127.0.0.1", "proj")),
+    ],
+)
+def test_a_port_in_the_repository_url_never_becomes_the_owner(tmp_path, url, owner_repo):
+    spec = build_spec(raw(tmp_path, repo_url=url))
+    assert (spec.owner, spec.repo) == owner_repo
+
+
 def test_owner_and_repo_come_from_the_repository_or_url(tmp_path):
     spec = build_spec(raw(tmp_path, repository="eth-cscs/firecrest"))
     assert (spec.owner, spec.repo) == ("eth-cscs", "firecrest")
     spec = build_spec(raw(tmp_path, staging="git", repo_url="https://github.com/o/r.git", sha="a" * 40))
     assert (spec.owner, spec.repo) == ("o", "r")
+
+
+def test_a_missing_script_says_to_check_out_the_repository(tmp_path):
+    with pytest.raises(UsageError) as info:
+        build_spec(raw(tmp_path, command="", script="ci/job.sh"))
+    assert "check out the repository first" in info.value.message
+
+
+def test_git_staging_without_sha_takes_head_and_names_the_problem_elsewhere(tmp_path):
+    import subprocess
+
+    with pytest.raises(UsageError) as info:
+        build_spec(raw(tmp_path, staging="git", repo_url="https://h/o/r.git"))
+    assert "pass --sha" in info.value.message and "None" not in info.value.message
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert build_spec(raw(tmp_path, staging="git", repo_url="https://h/o/r.git")).sha == head
+
+
+def test_repository_credentials_leave_the_url():
+    from pathlib import Path
+
+    url = "https://gitlab-ci-token:tok-123456@gitlab.example.org/g/p.git"
+    spec = build_spec(raw(Path("."), staging="git", repo_url=url, sha="a" * 40))
+    assert spec.repo_url == "https://gitlab.example.org/g/p.git"
+    assert (spec.repo_username, spec.repo_password) == ("gitlab-ci-token", "tok-123456")
+    assert "tok-123456" not in repr(spec)
+    ssh = build_spec(raw(Path("."), staging="git", repo_url="ssh://git:pw@host/r.git", sha="a" * 40))
+    assert (ssh.repo_url, ssh.repo_password) == ("ssh://git@host/r.git", None)

@@ -23,10 +23,12 @@ BASE_KNOBS: dict[str, Any] = {
     "fault_seed": None,
     "unhealthy": {},
     "job_invisible_seconds": 0.0,
+    "placeholder_seconds": 0.0,
     "pending_seconds": 0.1,
     "metadata_ttl": 300.0,
     "token_lifetime": 300.0,
     "max_ops_file_size": 5 * 1024 * 1024,
+    "data_transfer": "s3",
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 from firecrest.FirecrestException import FirecrestException
 
 from sandbox.firecrest.server import run_sandbox
+from sandbox.firecrest.state import RECORDED_UID
 from tests.sandbox.conftest import (
     configure,
     control_jobs,
@@ -23,7 +24,8 @@ from tests.sandbox.conftest import (
     wait_state,
 )
 
-UID = str(os.getuid())
+#: The user's uid as the sandbox reports it (a FirecREST user is never root).
+UID = str(os.getuid() or RECORDED_UID)
 
 
 def error_of(excinfo: pytest.ExceptionInfo[FirecrestException]) -> tuple[int, dict]:

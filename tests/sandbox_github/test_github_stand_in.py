@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import pytest
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
 
@@ -109,6 +110,14 @@ def test_outage_then_recovery_and_no_token_in_the_request_log(gh):
     time.sleep(0.6)
     assert client(gh).get_user().login == "octocat"
     assert TOKEN not in str(gh.state.requests)
+
+
+def test_a_slow_github_answers_late(gh):
+    assert httpx.patch(f"{gh.url}/_stand-in/config", json={"delay": 0.3}).json()["delay"] == 0.3
+    started = time.monotonic()
+    assert client(gh).get_user().login == "octocat"
+    assert time.monotonic() - started >= 0.3
+    gh.state.delay = 0
 
 
 def test_concurrent_statuses_are_all_recorded(gh):
