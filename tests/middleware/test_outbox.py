@@ -11,7 +11,7 @@ from middleware import outbox
 from middleware.handout import SAFETY
 from middleware.models import OutboxItem, utcnow
 from middleware.schedule import aware
-from tests.middleware.test_schedule import Recorder
+from tests.middleware.test_run_schedule import Recorder
 
 
 def item(svc) -> OutboxItem:
