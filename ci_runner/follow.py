@@ -75,6 +75,8 @@ class TimeLimitReached(Exception):
 
 
 class Follower:
+    """Polls one job to its end while its `LogStream` shows the output, within the request budget."""
+
     def __init__(
         self,
         gateway: Gateway,

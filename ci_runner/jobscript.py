@@ -161,7 +161,9 @@ def build_batch_script(
     marker = end_marker if usable else None
     lines = [shebang, f"#SBATCH --job-name={job_name}", *kept]
     lines += _end_marker(marker) if marker else []
-    lines += ["# --- firecrest-ci: the job's output is its user's alone ---", *_private_output(output, error)]
+    if _bourne_shell(shebang):  # other interpreters: the run's directory (mode 700) keeps them private
+        lines += ["# --- firecrest-ci: the job's output is its user's alone ---"]
+        lines += _private_output(output, error)
     lines += _staging_prologue(staging, repo_url, sha, git_auth)
     has_commands = any(line.strip() and not line.strip().startswith("#") for line in body)
     lines += ["(", *body, "", ")"] if marker and has_commands else body

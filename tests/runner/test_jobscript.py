@@ -136,3 +136,16 @@ def test_output_files_are_made_private_before_anything_runs():
     assert 'chmod go= -- "slurm-${SLURM_JOB_ID}.out" 2>/dev/null || :' in script.text
     chmods = [line for line in script.text.splitlines() if line.startswith("chmod ")]
     assert len(chmods) == 1  # a pattern with codes the shell cannot expand (%5j) is left alone
+
+
+def test_a_python_batch_script_gets_no_shell_lines_when_nothing_is_staged():
+    from ci_runner.jobscript import build_batch_script
+
+    built = build_batch_script(
+        "#!/usr/bin/env python3\n#SBATCH --time=00:01:00\nprint('hello')\n",
+        job_name="fci-x",
+        staging="none",
+        end_marker="marker-0123",
+    )
+    body = [line for line in built.text.splitlines() if line and not line.startswith("#")]
+    assert body == ["print('hello')"]

@@ -53,10 +53,9 @@ class FileGateway:
         return len(self._data("stat", path))
 
 
-def stream(
-    tmp_path: Path, marker: str | None = None, **kwargs: object
-) -> tuple[LogStream, FileGateway, io.StringIO]:
-    gateway = FileGateway(**kwargs)  # type: ignore[arg-type]
+def stream(tmp_path: Path, marker: str | None = None) -> tuple[LogStream, FileGateway, io.StringIO]:
+    """A log of `slurm-1.out` in `tmp_path`; what it shows and warns lands in one text, in order."""
+    gateway = FileGateway()
     shown = io.StringIO()
     reporter = Reporter(Redactor(), out=shown, err=shown)
     log = LogStream(gateway, "cluster", reporter, marker=marker)  # type: ignore[arg-type]
