@@ -37,7 +37,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.runner_overhead $(BENCH_ARGS)
 
-## Webhook acknowledgement throughput and latency: gunicorn, Redis, PostgreSQL, wrk.
+## Webhook acknowledgement throughput and latency through the nginx front of deploy/nginx:
+## nginx, gunicorn, Redis, PostgreSQL (scripts/services.sh installs them), wrk. BENCH_ARGS=--direct: gunicorn alone.
 bench-webhooks: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m benchmarks.webhook_ack $(BENCH_ARGS)

@@ -72,10 +72,19 @@ def family(pid: int) -> list[int]:
     return [pid, *kids]
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    clock = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / clock, sum(ticks) / clock
+
+
 class CpuMeter:
     """CPU used during the load by each tier, so figures taken on a busy machine still say
     what a delivery costs: gunicorn, nginx, the PostgreSQL backends of the benchmark's
-    database, and wrk (read from its rusage)."""
+    database, and wrk (read from its rusage); `others` is what the rest of the machine used
+    meanwhile (other people's tests), which tells a quiet run from a disturbed one."""
 
     def __init__(self, admin_url: str, db_name: str, web: int, front: int | None) -> None:
         self.admin_url, self.db_name, self.web, self.front = admin_url, db_name, web, front
@@ -97,6 +106,7 @@ class CpuMeter:
     def begin(self) -> None:
         self.start = self._snapshot()
         self.children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.machine = machine_busy()
 
     def end(self) -> dict[str, float]:
         now = self._snapshot()
@@ -108,6 +118,10 @@ class CpuMeter:
         used["wrk"] = (children.ru_utime - self.children.ru_utime) + (
             children.ru_stime - self.children.ru_stime
         )
+        busy, total = machine_busy()
+        self.others = max(0.0, busy - self.machine[0] - sum(used.values()))
+        #: Cores' worth of CPU the rest of the machine used during the load.
+        self.others_cores = self.others / max(total - self.machine[1], 1e-9) * (os.cpu_count() or 1)
         return used
 
 
@@ -130,9 +144,6 @@ def main() -> int:
         "--web-threads", type=int, default=1, help="threads per gunicorn worker (WEB_THREADS; >1: gthread)"
     )
     parser.add_argument("--direct", action="store_true", help="send straight to gunicorn, without nginx")
-    parser.add_argument(
-        "--unix", action="store_true", help="gunicorn listens on a Unix socket that nginx forwards to"
-    )
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes")
     parser.add_argument(
         "--warm-up",
@@ -147,8 +158,6 @@ def main() -> int:
         help="run the Celery worker while wrk sends (default: start it after: the web tier's figures)",
     )
     args = parser.parse_args()
-    if args.unix and args.direct:
-        parser.error("--direct sends with wrk, which cannot reach a Unix socket")
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
@@ -170,7 +179,7 @@ def main() -> int:
         "MIDDLEWARE_SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnop",
         "ADMIN_TOKEN": ADMIN,
         "VERIFY_GITHUB_TOKENS": "0",
-        "BIND": f"unix:{tmp / 'web.sock'}" if args.unix else f"127.0.0.1:{port}",
+        "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(args.workers),
         "WEB_THREADS": str(args.web_threads),
         "DATA_DIR": str(tmp),
@@ -194,18 +203,15 @@ def main() -> int:
     worker = start_worker() if args.worker_during_load else None
     front: Front | None = None
     url = f"http://127.0.0.1:{port}"
-    transport = httpx.HTTPTransport(uds=str(tmp / "web.sock")) if args.unix else None
     try:
         for _ in range(150):
             try:
-                if httpx.Client(transport=transport).get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
         if not args.direct:
-            if args.unix:
-                tmp.chmod(0o711)  # nginx's workers (www-data when root) reach the socket
-            front = Front(env["BIND"] if args.unix else f"127.0.0.1:{port}", workers=args.nginx_workers)
+            front = Front(f"127.0.0.1:{port}", workers=args.nginx_workers)
             front.start()
             url = front.url
         headers = {"Authorization": f"Bearer {ADMIN}"}
@@ -274,8 +280,6 @@ def main() -> int:
             f" x {args.web_threads} threads (gthread)" if args.web_threads > 1 else " (sync)"
         )
         setup = tier if args.direct else f"nginx ({args.nginx_workers} worker) -> {tier}"
-        if args.unix:
-            setup += " on a Unix socket"
         print()
         print(f"{setup}, wrk {args.threads} threads x {args.connections} connections, {args.seconds} s")
         print(f"throughput      {float(rate.group(1)) if rate else 0:.0f} req/s")
@@ -301,6 +305,7 @@ def main() -> int:
             + f"; total {sum(per.values()):.0f} us (what {os.cpu_count()} idle cores could carry: "
             f"{(os.cpu_count() or 1) / max(sum(per.values()), 1) * 1e6:.0f}/s)"
         )
+        print(f"other processes {meter.others_cores:.2f} of {os.cpu_count()} cores busy during the load")
         print()
         print("| set-up | connections | req/s | p50 | p99 | accepted | lost | PostgreSQL fsync |")
         print(
@@ -318,6 +323,7 @@ def main() -> int:
                 process.wait(timeout=20)
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

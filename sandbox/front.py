@@ -35,8 +35,8 @@ TEMPLATE = DEPLOY / "templates" / "firecrest-ci.conf.template"
 SNIPPETS = DEPLOY / "snippets"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-#: The template's placeholders, as the official nginx image's envsubst step fills them.
-_PLACEHOLDER = re.compile(r"\$\{(FIRECREST_CI_[A-Z_]+)\}")
+#: The template's placeholders, `${NAME}` or `$NAME`, as envsubst fills them.
+_PLACEHOLDER = re.compile(r"\$(?:\{(FIRECREST_CI_\w+)\}|(FIRECREST_CI_\w+))")
 #: Fronts started and not yet stopped: stopped at interpreter exit, like sandbox.servers does.
 _RUNNING: set[Front] = set()
 
@@ -54,7 +54,7 @@ def render(upstream: str, listen: str) -> str:
     values = {"FIRECREST_CI_UPSTREAM": upstream, "FIRECREST_CI_LISTEN": listen}
 
     def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name = match.group(1) or match.group(2)
         if name not in values:
             raise ValueError(f"{TEMPLATE} has a placeholder ${{{name}}} that render() does not fill")
         return values[name]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import http.server
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from middleware.settings import MAX_WEBHOOK_BYTES
-from sandbox.front import SNIPPETS, TEMPLATE, Front
+from sandbox.front import SNIPPETS, TEMPLATE, Front, render
 
 
 @dataclass
@@ -94,6 +96,21 @@ def test_the_body_limit_is_the_middlewares():
     (size,) = re.findall(r"^client_max_body_size (\d+)m;", (SNIPPETS / "firecrest-ci.conf").read_text(), re.M)
     assert int(size) * 1024 * 1024 == MAX_WEBHOOK_BYTES
     assert "${FIRECREST_CI_UPSTREAM}" in TEMPLATE.read_text()
+
+
+@pytest.mark.skipif(shutil.which("envsubst") is None, reason="envsubst (Debian: gettext-base) is missing")
+def test_envsubst_renders_the_template_as_the_tests_do():
+    """What the README's host set-up and the official image's template step make is what the tests run."""
+    rendered = subprocess.run(
+        ["envsubst", "$FIRECREST_CI_UPSTREAM $FIRECREST_CI_LISTEN"],
+        input=TEMPLATE.read_text(),
+        env={"FIRECREST_CI_UPSTREAM": "127.0.0.1:8080", "FIRECREST_CI_LISTEN": "80"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert rendered == render("127.0.0.1:8080", "80")
+    assert "server 127.0.0.1:8080;" in rendered and "listen 80;" in rendered
 
 
 def raw_exchange(front: Front, head: bytes) -> tuple[bytes, bytes]:
