@@ -80,12 +80,13 @@ def signed_push(url: str, repo: dict, timeout: float) -> tuple[int | None, float
         "X-Hub-Signature-256": sign(repo["webhook_secret"], body),
         "Content-Type": "application/json",
     }
-    started = time.monotonic()
-    try:
-        answer = httpx.post(f"{url}/webhooks/github", content=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
-        return None, time.monotonic() - started
-    return answer.status_code, time.monotonic() - started
+    with httpx.Client(timeout=timeout) as client:  # made before the clock starts: it loads certificates
+        started = time.monotonic()
+        try:
+            answer = client.post(f"{url}/webhooks/github", content=body, headers=headers)
+        except httpx.TimeoutException:
+            return None, time.monotonic() - started
+        return answer.status_code, time.monotonic() - started
 
 
 def test_behind_the_front_a_signed_push_is_answered_while_100_slow_clients_hold(front, repo):
