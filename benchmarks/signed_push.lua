@@ -71,6 +71,8 @@ end
 SECRET = SECRET or "@@SECRET@@"
 TEMPLATE = TEMPLATE or [==[@@TEMPLATE@@]==]
 POOL = tonumber("@@POOL@@") or 200
+-- Which wrk run this is (warm-up or measured): delivery ids never repeat across runs.
+RUN = "@@RUN@@"
 
 local thread_id = 0
 local threads = {}
@@ -98,7 +100,7 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = string.format("bench-%d-%d", tid, counter),
+    ["X-GitHub-Delivery"] = string.format("bench-%s-%d-%d", RUN, tid, counter),
     ["X-Hub-Signature-256"] = signatures[i],
   }
   return wrk.format("POST", "/webhooks/github", headers, bodies[i])

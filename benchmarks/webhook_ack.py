@@ -235,8 +235,9 @@ def main() -> int:
         lua = (ROOT / "benchmarks" / "signed_push.lua").read_text()
         lua = lua.replace("@@SECRET@@", repo["webhook_secret"]).replace("@@POOL@@", str(args.pool))
         lua = lua.replace("@@TEMPLATE@@", push_template("bench/hpc-code"))
-        script = tmp / "signed_push.lua"
-        script.write_text(lua)
+        script, warm_up_script = tmp / "signed_push.lua", tmp / "warm_up.lua"
+        script.write_text(lua.replace("@@RUN@@", "m"))
+        warm_up_script.write_text(lua.replace("@@RUN@@", "w"))
         command = [
             "wrk",
             f"-t{args.threads}",
@@ -248,8 +249,9 @@ def main() -> int:
             url,
         ]
         if args.warm_up > 0:
-            warm_up = [*command[:3], f"-d{args.warm_up}s", *command[4:]]
+            warm_up = [*command[:3], f"-d{args.warm_up}s", *command[4:6], str(warm_up_script), url]
             subprocess.run(warm_up, capture_output=True, check=True)
+            time.sleep(1)  # requests wrk left in flight land before the tables are emptied
             with psycopg.connect(admin_url.rsplit("/", 1)[0] + f"/{db_name}", autocommit=True) as connection:
                 connection.execute("TRUNCATE deliveries, runs, outbox")  # the measured load starts afresh
         print("running:", " ".join(command[:-3]), "...", flush=True)

@@ -6,6 +6,7 @@ the Celery app is created from the same settings (Flask's Celery pattern).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 
@@ -34,7 +35,7 @@ def create_app(
     migrate: bool = True,
 ) -> Flask:
     settings = (settings or Settings()).resolved()
-    logs.configure(settings.log_json)
+    logs.configure(settings.log_json, logging.getLevelName(settings.log_level))
     log = logs.logger()
     if settings.demo_mode:
         log.warning(

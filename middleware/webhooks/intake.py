@@ -13,6 +13,7 @@ so nothing accepted depends on the broker. A redelivered id is answered
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import asdict
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from middleware.domain import CommentEvent, Decision, PingEvent, PullRequestEvent
+from middleware.domain import CommentEvent, Decision, PingEvent, PullRequestEvent, Trigger
 from middleware.errors import storage_unavailable, unavailable_text
 from middleware.logs import logger
 from middleware.models import Delivery, Repository
@@ -51,6 +52,8 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 #: Header values stored with the delivery: printable ASCII that fits deliveries.event (50) and .id (100).
 _EVENT_NAME = re.compile(r"[\x21-\x7e]{1,50}")
 _DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,100}")
+#: Events counted under their own name; any other name a sender makes up counts as "other".
+_COUNTED_EVENTS = frozenset({"ping", "push", "pull_request", "issue_comment"})
 #: What the registration API accepts as a full name; anything else cannot be registered.
 _FULL_NAME = re.compile(FULL_NAME_PATTERN)
 
@@ -63,14 +66,19 @@ class Answer(Exception):
         self.outcome = outcome
 
 
-def _payload(body: bytes, content_type: str) -> Any:
+def _payload(body: bytes, content_type: str) -> tuple[Any, bool]:
+    """The parsed payload, and whether any of its strings may hold a NUL character.
+
+    A JSON text can only carry NUL escaped (`\\u0000`, raw control characters are invalid
+    JSON), so a text without that escape needs no cleaning (see `storable`).
+    """
     try:
         if content_type.startswith("application/x-www-form-urlencoded"):
             values = parse_qs(body.decode("utf-8"), strict_parsing=False).get("payload")
             if not values:
                 raise Answer(400, "form-encoded delivery without a `payload` field", "malformed")
-            return json.loads(values[0])
-        return json.loads(body)
+            return json.loads(values[0]), "\\u0000" in values[0]
+        return json.loads(body), b"\\u0000" in body
     except (ValueError, RecursionError) as error:  # also too deep, or an integer too long to read
         raise Answer(400, f"the body is not valid JSON ({type(error).__name__})", "malformed") from None
 
@@ -86,11 +94,23 @@ def storable(value: Any) -> Any:
     return value
 
 
-def trigger_payload(delivery_id: str | None, trigger: Any) -> dict[str, Any]:
-    data = asdict(trigger)
-    data["kind"] = trigger.kind.value
-    data["delivery_id"] = delivery_id
-    return data
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def trigger_payload(delivery_id: str | None, trigger: Trigger) -> dict[str, Any]:
+    """The run's payload (what `schedule.run_row` reads); shallow, unlike `asdict`."""
+    return {
+        "repository_id": trigger.repository_id,
+        "pipeline": trigger.pipeline,
+        "ref": trigger.ref,
+        "sha": trigger.sha,
+        "kind": trigger.kind.value,
+        "reason": trigger.reason,
+        "variables": dict(trigger.variables),
+        "pr_number": trigger.pr_number,
+        "delivery_id": delivery_id,
+    }
 
 
 def _registration(full_name: str) -> Registration | None:
@@ -114,8 +134,11 @@ def _registration(full_name: str) -> Registration | None:
     return value
 
 
-def _handle() -> tuple[str, str, int, str]:
-    """Returns (event, repository, status, text); raises Answer for early exits."""
+def _handle(seen: dict[str, str]) -> tuple[str, str, int, str]:
+    """Returns (event, repository, status, text); raises Answer for early exits.
+
+    `seen` gets the repository's name as soon as it is read, for the log line of a refusal.
+    """
     svc = services()
     event_name = request.headers.get("X-GitHub-Event", "").strip()
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
@@ -128,7 +151,8 @@ def _handle() -> tuple[str, str, int, str]:
             "malformed",
         )
     body = request.get_data(cache=True)
-    payload = _payload(body, request.content_type or "")
+    payload, may_hold_nul = _payload(body, request.content_type or "")
+    clean = storable if may_hold_nul else _as_is
     full_name = repository_full_name(payload)
     if full_name is None:
         if event_name == "ping" and not (isinstance(payload, dict) and "repository" in payload):
@@ -136,6 +160,7 @@ def _handle() -> tuple[str, str, int, str]:
                 202, "ping without a repository (an organisation hook): nothing to verify", "ignored"
             )
         raise Answer(400, "the payload names no repository (repository.full_name)", "malformed")
+    seen["repository"] = full_name[:200]
     if not _FULL_NAME.fullmatch(full_name):  # never looked up: no such name can be registered
         raise Answer(400, "repository.full_name is not an owner/name GitHub could send", "malformed")
     registration = _registration(full_name)
@@ -181,12 +206,12 @@ def _handle() -> tuple[str, str, int, str]:
             status, text = 202, "queued: " + "; ".join(queued + cleaned)
     outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
     try:
-        triggers = [storable(trigger_payload(delivery_id, t)) for t in decision.triggers]
+        triggers = [clean(trigger_payload(delivery_id, t)) for t in decision.triggers]
         cleanups = [
             {
                 "delivery_id": delivery_id,
                 "task": RECORD_CLEANUP,
-                "payload": storable({**asdict(c), "delivery_id": delivery_id}),
+                "payload": clean({**asdict(c), "delivery_id": delivery_id}),
             }
             for c in decision.cleanups
         ]
@@ -203,7 +228,7 @@ def _handle() -> tuple[str, str, int, str]:
                         "repository_id": config.id,
                         "pr_number": event.issue_number,
                         "sha": event.head_sha,
-                        "commenter": storable(event.author),
+                        "commenter": clean(event.author),
                     },
                 }
             )
@@ -213,7 +238,7 @@ def _handle() -> tuple[str, str, int, str]:
             "event": event_name,
             "repository_id": config.id,
             "outcome": outcome,
-            "detail": storable(text)[:2000],
+            "detail": clean(text)[:2000],
         }
         store(svc.db, Accepted(delivery, triggers, heads, cleanups))
         for trigger in decision.triggers:
@@ -232,9 +257,9 @@ def _handle() -> tuple[str, str, int, str]:
 def github_webhook() -> Response:
     started = time.perf_counter()
     event_name = request.headers.get("X-GitHub-Event", "unknown")[:50]
-    repository = None
+    seen: dict[str, str] = {}
     try:
-        event_name, repository, status, text = _handle()
+        event_name, _repository, status, text = _handle(seen)
         outcome = "queued" if text.startswith("queued") else ("pong" if text == "pong" else "no-trigger")
     except Answer as answer:
         status, text, outcome = answer.status, answer.text, answer.outcome
@@ -244,17 +269,23 @@ def github_webhook() -> Response:
         status, outcome = 503, "store-failed"
         text = f"{unavailable_text(error)}: nothing was accepted; GitHub may redeliver it"
     elapsed = time.perf_counter() - started
-    metrics().deliveries.labels(event_name, outcome).inc()
-    metrics().ack_seconds.observe(elapsed)
-    logger().info(
-        "webhook delivery",
-        extra={
-            "delivery": request.headers.get("X-GitHub-Delivery", "")[:100],
-            "event": event_name,
-            "repository": repository,
-            "outcome": outcome,
-            "status": status,
-            "ms": round(elapsed * 1000, 2),
-        },
-    )
+    figures = metrics()
+    figures.deliveries.labels(event_name if event_name in _COUNTED_EVENTS else "other", outcome).inc()
+    figures.ack_seconds.observe(elapsed)
+    # Accepted deliveries are rows of `deliveries` already; refusals exist only here.
+    level = logging.DEBUG if status < 300 else logging.INFO
+    log = logger()
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "webhook delivery",
+            extra={
+                "delivery": request.headers.get("X-GitHub-Delivery", "")[:100],
+                "event": event_name,
+                "repository": seen.get("repository"),
+                "outcome": outcome,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+            },
+        )
     return Response(text + "\n", status=status, mimetype="text/plain")

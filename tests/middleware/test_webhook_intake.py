@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 from sqlalchemy import func, select
 
+from middleware import logs
 from middleware.models import Delivery, OutboxItem, Run
 from middleware.webhooks.signature import sign
 from tests.middleware.conftest import admin, deliver, load_payload, repository_body, retarget
@@ -238,19 +240,33 @@ def test_broker_outage_loses_nothing(tmp_path):
 
 def test_logs_carry_delivery_repository_and_outcome_but_no_secret(client, registered, capfd):
     payload = copy.deepcopy(push_payload())
+    deliver(client, "push", payload, "wrong-secret", delivery="log-check-0")
     deliver(client, "push", payload, registered["webhook_secret"], delivery="log-check-1")
     _out, err = capfd.readouterr()
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    record = next(line for line in lines if line.get("delivery") == "log-check-1")
-    assert record["repository"] == "octo-org/hpc-code"
-    assert record["outcome"] == "queued"
+    lines = {line["delivery"]: line for line in map(json.loads, err.splitlines()) if "delivery" in line}
+    # Refusals are logged at INFO; accepted deliveries are rows of `deliveries`, logged at DEBUG.
+    assert lines["log-check-0"]["repository"] == "octo-org/hpc-code"
+    assert lines["log-check-0"]["outcome"] == "bad-signature"
+    assert "log-check-1" not in lines
+    logs.configure(True, logging.DEBUG)
+    try:
+        deliver(client, "push", push_payload("release/2"), registered["webhook_secret"], delivery="log-check-2")
+    finally:
+        logs.configure(True, logging.INFO)
+    _out, err = capfd.readouterr()
+    record = next(json.loads(line) for line in err.splitlines() if "log-check-2" in line)
+    assert (record["level"], record["outcome"], record["status"]) == ("DEBUG", "queued", 202)
     assert registered["webhook_secret"] not in err
 
 
-def test_metrics_count_deliveries(client, registered):
+def test_metrics_count_deliveries_under_known_event_names_only(client, registered):
     deliver(client, "push", push_payload(), registered["webhook_secret"])
+    for made_up in ("x-1", "x-2"):
+        deliver(client, made_up, push_payload(), registered["webhook_secret"])
     text = client.get("/metrics").get_data(as_text=True)
     assert 'firecrest_ci_webhook_deliveries_total{event="push",outcome="queued"} 1.0' in text
+    assert 'firecrest_ci_webhook_deliveries_total{event="other",outcome="no-trigger"} 2.0' in text
+    assert "x-1" not in text
     assert "firecrest_ci_webhook_ack_seconds_bucket" in text
 
 
