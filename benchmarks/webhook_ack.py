@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -269,15 +270,19 @@ def main() -> int:
         distinct = min(int(figures.get("requests", 0) or 0), args.threads * args.pool)
         deadline = time.time() + 60
         with psycopg.connect(admin_url.rsplit("/", 1)[0] + f"/{db_name}") as connection:
+
+            def one(query: str) -> tuple[Any, ...]:
+                row = connection.execute(query).fetchone()
+                assert row is not None
+                return row
+
             while time.time() < deadline:
-                runs, handed = connection.execute(
-                    "SELECT count(*), count(*) FILTER (WHERE ticket > 0) FROM runs"
-                ).fetchone()
+                runs, handed = one("SELECT count(*), count(*) FILTER (WHERE ticket > 0) FROM runs")
                 if runs >= distinct and handed == runs:
                     break
                 time.sleep(0.5)
-            deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-            fsync = connection.execute("SHOW fsync").fetchone()[0]
+            deliveries = one("SELECT count(*) FROM deliveries")[0]
+            fsync = one("SHOW fsync")[0]
         tier = f"gunicorn {args.workers} workers" + (
             f" x {args.web_threads} threads (gthread)" if args.web_threads > 1 else " (sync)"
         )

@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -108,11 +109,11 @@ def main() -> int:
     return 0 if p50 <= 2.0 else 1
 
 
-def gl_pipelines(gl: object) -> dict[int, object]:
+def gl_pipelines(gl: object) -> dict[int, Any]:
     """The stand-in's pipeline table (in this process)."""
     server = gl._server  # type: ignore[attr-defined]
     app = server.app
-    found: dict[int, object] = app.extensions["gitlab_pipelines"]
+    found: dict[int, Any] = app.extensions["gitlab_pipelines"]
     return found
 
 

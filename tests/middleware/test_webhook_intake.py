@@ -250,7 +250,8 @@ def test_logs_carry_delivery_repository_and_outcome_but_no_secret(client, regist
     assert "log-check-1" not in lines
     logs.configure(True, logging.DEBUG)
     try:
-        deliver(client, "push", push_payload("release/2"), registered["webhook_secret"], delivery="log-check-2")
+        secret = registered["webhook_secret"]
+        deliver(client, "push", push_payload("release/2"), secret, delivery="log-check-2")
     finally:
         logs.configure(True, logging.INFO)
     _out, err = capfd.readouterr()
