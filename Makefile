@@ -41,7 +41,7 @@ bench: $(STAMP)
 ## nginx, gunicorn, Redis, PostgreSQL (scripts/services.sh installs them), wrk. BENCH_ARGS=--direct: gunicorn alone.
 bench-webhooks: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python -m benchmarks.webhook_ack $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.webhook_ack $(or $(BENCH_ARGS),--runs 5)
 
 ## The middleware loop: incremental mirror against a fresh one, and webhook -> pipeline latency.
 bench-loop: $(STAMP)
