@@ -22,7 +22,7 @@ from pathlib import Path
 
 import gitlab
 
-from middleware.gitlab_mirror import Mirror, SourceRef, mirror_ref
+from middleware.runs.mirror import Mirror, SourceRef, mirror_ref
 from sandbox.gitlab.server import run_gitlab
 
 

@@ -16,15 +16,15 @@ from werkzeug.exceptions import HTTPException
 from middleware import errors, logs
 from middleware.crypto import SecretBox
 from middleware.db import Database
-from middleware.dispatcher import Dispatcher
 from middleware.migrate import upgrade
 from middleware.ops import Metrics
-from middleware.registry.github_token import TokenChecker
-from middleware.registry.github_users import UserResolver
-from middleware.runs import Workbench
+from middleware.runs.dispatcher import Dispatcher
+from middleware.runs.steps import Workbench
+from middleware.runs.tasks import make_celery, register_tasks
 from middleware.services import EXTENSION, Services
 from middleware.settings import MAX_WEBHOOK_BYTES, Settings
-from middleware.tasks import make_celery, register_tasks
+from middleware.sources.github.tokens import TokenChecker
+from middleware.sources.github.users import UserResolver
 
 
 def create_app(
@@ -73,9 +73,11 @@ def create_app(
     )
     app.extensions["firecrest_ci_metrics"] = Metrics()
 
-    from middleware import openapi, ops, trigger_api
+    from middleware import openapi, ops
+    from middleware.intake import pipeline_hooks as gitlab_hook
+    from middleware.intake import trigger_api
+    from middleware.intake import webhooks as intake
     from middleware.registry import api as registry_api
-    from middleware.webhooks import gitlab_hook, intake
 
     for blueprint in (ops.bp, registry_api.bp, trigger_api.bp, intake.bp, gitlab_hook.bp, openapi.bp):
         app.register_blueprint(blueprint)

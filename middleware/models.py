@@ -139,7 +139,7 @@ class OutboxItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: When it was last handed to the broker.
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    #: The broker epoch it was handed out in (see middleware.handout), and whether a task took it.
+    #: The broker epoch it was handed out in (see middleware.runs.handout), and whether a task took it.
     epoch: Mapped[str | None] = mapped_column(String(40), nullable=True)
     picked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: When it is handed out (again) unless done by then.
@@ -172,7 +172,7 @@ class Run(Base):
     Written when the trigger is accepted and driven from what is recorded here:
     `next_check_at` says when the workers look at it again (NULL once nothing
     is left to do), `ticket` tells a current hand-out from a stale one (see
-    middleware.schedule for when a hand-out is repeated), and the
+    middleware.runs.schedule for when a hand-out is repeated), and the
     `status_*` columns hold the commit status to report, so that reporting
     resumes after any crash and posts each status once (`posted_seq`).
     """

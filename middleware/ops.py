@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.models import Run, utcnow
-from middleware.outbox import backlog
+from middleware.runs.outbox import backlog
 from middleware.services import services
 
 bp = Blueprint("ops", __name__)

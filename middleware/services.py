@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import current_app
 
+from middleware.cache import RegistrationCache
 from middleware.crypto import SecretBox
 from middleware.db import Database
-from middleware.registry.cache import RegistrationCache
 from middleware.settings import Settings
 
 EXTENSION = "firecrest_ci"

@@ -1,6 +1,6 @@
 """Celery entry point: `celery -A middleware.worker:celery worker`.
 
-No beat is needed: each worker runs the dispatcher (see middleware.dispatcher)
+No beat is needed: each worker runs the dispatcher (see middleware.runs.dispatcher)
 that hands due runs and outbox rows to the queue.
 """
 
@@ -10,10 +10,11 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-from middleware import gitlab_projects, templates_project
 from middleware.app import create_app
-from middleware.dispatcher import Dispatcher
 from middleware.logs import logger
+from middleware.managed_gitlab import projects as gitlab_projects
+from middleware.managed_gitlab import templates_project
+from middleware.runs.dispatcher import Dispatcher
 from middleware.services import EXTENSION
 from middleware.settings import refuse_to_start
 

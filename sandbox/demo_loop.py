@@ -27,7 +27,7 @@ from typing import Any
 import gitlab
 import httpx
 
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
 from sandbox.github.server import run_github

@@ -39,7 +39,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from sandbox.demo_loop import GH_TOKEN, free_port
 from sandbox.github.server import GitHubHandle, run_github
 from sandbox.gitlab.server import GitLabHandle, run_gitlab

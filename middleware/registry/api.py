@@ -19,11 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from middleware import outbox
 from middleware.logs import logger
 from middleware.models import OutboxItem, Pipeline, Repository, Run, utcnow
-from middleware.registry.github_token import TokenRejected
-from middleware.registry.github_users import UnknownUser, UsersUnavailable, entries, unresolved
 from middleware.registry.schemas import (
     PipelineCreate,
     PipelineUpdate,
@@ -32,8 +29,11 @@ from middleware.registry.schemas import (
     error_details,
 )
 from middleware.registry.urls import UnsafeURL, check_clone_url
+from middleware.runs import outbox
+from middleware.runs.tasks import PURGE_REPOSITORY, RESOLVE_TRUSTED_USERS, SYNC_PROJECTS
 from middleware.services import Services, services
-from middleware.tasks import PURGE_REPOSITORY, RESOLVE_TRUSTED_USERS, SYNC_PROJECTS
+from middleware.sources.github.tokens import TokenRejected
+from middleware.sources.github.users import UnknownUser, UsersUnavailable, entries, unresolved
 
 bp = Blueprint("registry", __name__, url_prefix="/api")
 M = TypeVar("M", bound=BaseModel)

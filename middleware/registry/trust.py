@@ -16,7 +16,7 @@ from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.logs import logger
 from middleware.models import Repository
-from middleware.registry.github_users import UnknownUser, unresolved
+from middleware.sources.github.users import UnknownUser, unresolved
 
 
 def resolve_trusted_users(

@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import pytest
 
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from sandbox.front import Front
 from tests.conftest import service_url
 from tests.middleware.conftest import postgres_database

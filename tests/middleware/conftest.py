@@ -14,10 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from middleware.app import create_app
-from middleware.registry.github_token import TokenRejected
 from middleware.services import EXTENSION, Services
 from middleware.settings import Settings
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
+from middleware.sources.github.tokens import TokenRejected
 from tests.conftest import service_url
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -37,7 +37,7 @@ USER_IDS = {"alice": 1001, "bob": 1002, "carol": 1003, "dave": 1004, "octocat": 
 
 
 def fake_resolve_users(token: str, logins: list[str]) -> dict[str, int]:
-    from middleware.registry.github_users import UnknownUser
+    from middleware.sources.github.users import UnknownUser
 
     missing = [login for login in logins if login.lower() not in USER_IDS]
     if missing:

@@ -15,7 +15,7 @@ from middleware.app import create_app
 from middleware.domain import CommentEvent
 from middleware.models import Delivery, Repository, Run
 from middleware.services import EXTENSION, Services
-from middleware.webhooks.enrich import (
+from middleware.sources.github.pinning import (
     PIN_TIMEOUT,
     EnrichmentUnavailable,
     PullRequestNotFound,

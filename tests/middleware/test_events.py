@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from middleware.domain import CommentEvent, OtherEvent, PingEvent, PullRequestEvent, PushEvent
-from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
+from middleware.sources.github.events import MalformedPayload, parse_event, repository_full_name
 from tests.middleware.conftest import WEBHOOKS
 
 EVENTS = {

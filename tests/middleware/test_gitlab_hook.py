@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from middleware.models import Pipeline, Run, utcnow
-from middleware.schedule import aware, record_run
+from middleware.runs.schedule import aware, record_run
 
 
 def hook_body(repository_id: int, pipeline: str, pipeline_id: int = 900, status: str = "success") -> dict:

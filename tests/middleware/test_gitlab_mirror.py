@@ -9,7 +9,7 @@ from pathlib import Path
 import gitlab
 import pytest
 
-from middleware.gitlab_mirror import Mirror, MirrorError, SourceRef, mirror_ref
+from middleware.runs.mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from sandbox.gitlab.server import GitLabHandle, run_gitlab
 from tests.gitops import git
 

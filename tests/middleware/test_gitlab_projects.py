@@ -8,8 +8,8 @@ import time
 import gitlab
 import pytest
 
-from middleware.gitlab_projects import GitLabProjects, MirrorProjectSpec, client, project_path
-from middleware.locks import LockBusy, repository_lock
+from middleware.managed_gitlab.projects import GitLabProjects, MirrorProjectSpec, client, project_path
+from middleware.runs.locks import LockBusy, repository_lock
 from sandbox.gitlab.server import run_gitlab
 from tests.conftest import service_url
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from middleware.models import OutboxItem
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=30),

@@ -37,7 +37,7 @@ from werkzeug.routing import Rule
 from middleware.models import Delivery, Run
 from middleware.registry.schemas import PipelineCreate, PipelineUpdate, RepositoryCreate, RepositoryUpdate
 from middleware.services import EXTENSION, Services
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from sandbox.servers import PostgresCluster
 from tests.middleware.conftest import (
     ADMIN,

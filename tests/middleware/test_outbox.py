@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from middleware import outbox
-from middleware.handout import SAFETY
 from middleware.models import OutboxItem, utcnow
-from middleware.schedule import aware
+from middleware.runs import outbox
+from middleware.runs.handout import SAFETY
+from middleware.runs.schedule import aware
 from tests.middleware.test_run_schedule import Recorder
 
 

@@ -219,8 +219,8 @@ def test_trusted_logins_are_stored_with_githubs_numeric_ids_and_unknown_ones_ref
 
 
 def test_logins_github_cannot_resolve_now_are_resolved_later_and_trust_no_one_until_then(client, svc):
-    from middleware.registry.github_users import UsersUnavailable
     from middleware.registry.trust import resolve_trusted_users
+    from middleware.sources.github.users import UsersUnavailable
     from tests.middleware.conftest import fake_resolve_users
 
     def github_away(token, logins):

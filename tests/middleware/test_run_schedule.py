@@ -7,10 +7,10 @@ import datetime as dt
 from celery import Celery
 from sqlalchemy import select, update
 
-from middleware import runs
-from middleware.handout import SAFETY
 from middleware.models import Run, utcnow
-from middleware.schedule import (
+from middleware.runs import steps as runs
+from middleware.runs.handout import SAFETY
+from middleware.runs.schedule import (
     ADVANCE_RUN,
     aware,
     backoff,

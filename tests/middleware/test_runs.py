@@ -14,12 +14,13 @@ import gitlab
 import pytest
 from sqlalchemy import select
 
-from middleware import runs, templates_project
 from middleware.app import create_app
-from middleware.gitlab_mirror import SourceRef
+from middleware.managed_gitlab import templates_project
+from middleware.managed_gitlab.pipelines import ensure_pipeline
 from middleware.models import OutboxItem, Run
-from middleware.pipelines import ensure_pipeline
-from middleware.schedule import record_run
+from middleware.runs import steps as runs
+from middleware.runs.mirror import SourceRef
+from middleware.runs.schedule import record_run
 from middleware.services import EXTENSION
 from sandbox.firecrest.config import SandboxConfig
 from sandbox.firecrest.server import run_sandbox
@@ -305,7 +306,7 @@ def test_registration_changes_reach_the_mirror_projects_variables(world):
 def drive(world: World, run_id: int, until: float) -> None:
     """Advance a run the way the dispatcher would, whenever it is due, until the deadline."""
     from middleware.models import utcnow
-    from middleware.schedule import aware
+    from middleware.runs.schedule import aware
 
     while time.monotonic() < until:
         due = aware(world.run(run_id).next_check_at)

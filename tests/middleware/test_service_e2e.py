@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from sandbox.github.server import GitHubHandle, run_github
 from tests.conftest import service_url
 from tests.middleware.conftest import load_payload, postgres_database, retarget

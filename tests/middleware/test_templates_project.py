@@ -4,7 +4,7 @@ import gitlab
 import pytest
 import yaml
 
-from middleware.templates_project import publish, render
+from middleware.managed_gitlab.templates_project import publish, render
 from sandbox.gitlab.server import run_gitlab
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from middleware import logs
 from middleware.models import Delivery, OutboxItem, Run
-from middleware.webhooks.signature import sign
+from middleware.sources.github.signature import sign
 from tests.middleware.conftest import admin, deliver, load_payload, repository_body, retarget
 
 
@@ -180,7 +180,7 @@ def test_branch_deletion_queues_a_cleanup_not_a_pipeline(client, registered, svc
 def test_store_failure_answers_5xx_so_github_can_redeliver(client, registered, svc, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from middleware.webhooks import intake
+    from middleware.intake import webhooks as intake
 
     def failing_store(*_args, **_kwargs):
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
@@ -198,9 +198,9 @@ def test_broker_outage_loses_nothing(tmp_path):
     from celery import Celery
 
     from middleware.app import create_app
-    from middleware.dispatcher import Dispatcher
-    from middleware.outbox import publish_due
-    from middleware.schedule import dispatch_due
+    from middleware.runs.dispatcher import Dispatcher
+    from middleware.runs.outbox import publish_due
+    from middleware.runs.schedule import dispatch_due
     from middleware.services import EXTENSION
     from tests.middleware.conftest import (
         admin,

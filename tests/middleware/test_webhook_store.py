@@ -1,4 +1,4 @@
-"""middleware/webhooks/store.py: PostgreSQL's one-statement write stores exactly what the
+"""middleware/intake/store.py: PostgreSQL's one-statement write stores exactly what the
 per-table transaction stores, and keeps its properties: a stored delivery id refuses the
 whole redelivery, a known run or head is kept as it is, outbox rows reference their delivery."""
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from middleware.intake.store import Accepted, store
 from middleware.models import Delivery, OutboxItem, PullRequestHead, Run
-from middleware.webhooks.store import Accepted, store
 
 #: Columns that differ between two writes by nature: keys, moments, and what the test varies.
 VARYING = {"id", "sha", "delivery_id", "created_at", "updated_at", "next_check_at", "received_at"}

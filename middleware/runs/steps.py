@@ -30,14 +30,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from middleware.crypto import SecretBox
 from middleware.db import Database
-from middleware.github_comments import CommentNotPosted, post_comment
-from middleware.github_status import StatusNotPosted, StatusReporter
-from middleware.gitlab_mirror import Mirror, MirrorError, SourceRef, mirror_ref
-from middleware.gitlab_projects import GitLabProjects, MirrorProjectSpec, client, project_path
-from middleware.locks import LockBusy, repository_lock
 from middleware.logs import logger
-from middleware.models import Pipeline, Repository, Run, utcnow
-from middleware.pipelines import (
+from middleware.managed_gitlab.pipelines import (
     FINISHED,
     PipelineMoved,
     PipelineRefused,
@@ -46,9 +40,15 @@ from middleware.pipelines import (
     ensure_pipeline,
     status_of,
 )
-from middleware.reporting import FINAL_STATES, Target, deliver, finish, want
-from middleware.schedule import aware, backoff, pick, settle
+from middleware.managed_gitlab.projects import GitLabProjects, MirrorProjectSpec, client, project_path
+from middleware.models import Pipeline, Repository, Run, utcnow
+from middleware.runs.locks import LockBusy, repository_lock
+from middleware.runs.mirror import Mirror, MirrorError, SourceRef, mirror_ref
+from middleware.runs.reporting import FINAL_STATES, Target, deliver, finish, want
+from middleware.runs.schedule import aware, backoff, pick, settle
 from middleware.settings import Settings
+from middleware.sources.github.comments import CommentNotPosted, post_comment
+from middleware.sources.github.statuses import StatusNotPosted, StatusReporter
 
 #: GitLab pipeline status -> (run state, GitHub state, description).
 FINAL = {

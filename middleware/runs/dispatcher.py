@@ -3,7 +3,7 @@
 Started with the worker (see middleware.worker). The database says what is
 due; this loop only carries it to the broker, and keeps going through broker
 and database outages: whatever it could not hand out stays due. It also
-watches the broker's epoch (middleware.handout): when the broker lost its
+watches the broker's epoch (middleware.runs.handout): when the broker lost its
 queue, what was waiting in it is due again at once.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from middleware import outbox, schedule
 from middleware.db import Database
-from middleware.handout import BrokerEpoch
 from middleware.logs import logger
+from middleware.runs import outbox, schedule
+from middleware.runs.handout import BrokerEpoch
 
 #: How often it looks for due work when there was none.
 INTERVAL = 0.2

@@ -4,7 +4,7 @@ An accepted trigger is written as a Run in the intake's own transaction, due at
 once. A dispatcher in every worker hands due runs to Celery as `(run id,
 ticket)`; the worker that takes one up marks it picked and due again one lease
 later, so a worker that dies mid-step is covered, and a hand-out still waiting
-in the queue is repeated only when it is known lost (see middleware.handout).
+in the queue is repeated only when it is known lost (see middleware.runs.handout).
 The worker settles the run's next check (none once nothing is left, the
 reconcile interval while its pipeline runs, a backoff after a failure) only if
 no newer hand-out or hook poke happened meanwhile. Tickets let a worker skip a
@@ -22,9 +22,9 @@ from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from middleware.db import Database
-from middleware.handout import SAFETY
 from middleware.logs import logger
 from middleware.models import Run, utcnow
+from middleware.runs.handout import SAFETY
 
 ADVANCE_RUN = "firecrest_ci.advance_run"
 BATCH = 200

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import gitlab
 
-from middleware.gitlab_mirror import Git
+from middleware.runs.mirror import Git
 
 COMPONENT = (
-    Path(__file__).resolve().parent.parent / "workflows" / "gitlab" / "templates" / "firecrest-job.yml"
+    Path(__file__).resolve().parents[2] / "workflows" / "gitlab" / "templates" / "firecrest-job.yml"
 )
 _IMAGE_DEFAULT = re.compile(r'(image:\n\s+description: [^\n]*\n\s+default: )"[^"]*"')
 
@@ -33,7 +33,7 @@ def render(image: str, source: Path = COMPONENT) -> str:
 
 def publish(gl: gitlab.Gitlab, group: str, token: str, image: str) -> str:
     """Create or update the templates project; returns the published commit."""
-    from middleware.gitlab_projects import GitLabProjects
+    from middleware.managed_gitlab.projects import GitLabProjects
 
     namespace = GitLabProjects(gl, group).ensure_group(group.strip("/"))
     path = f"{group.strip('/')}/templates"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import or_, update
 
 from middleware.db import Database
-from middleware.github_status import StatusReporter
 from middleware.models import Run, utcnow
+from middleware.sources.github.statuses import StatusReporter
 
 FINAL_STATES = ("success", "failed", "canceled", "error")
 

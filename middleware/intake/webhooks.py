@@ -25,28 +25,28 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
+from middleware.cache import Registration
 from middleware.domain import CommentEvent, Decision, PingEvent, PullRequestEvent, Trigger
 from middleware.errors import storage_unavailable, unavailable_text
+from middleware.intake.approvals import judge
+from middleware.intake.store import Accepted, store
 from middleware.logs import logger
 from middleware.models import Delivery, Repository
 from middleware.ops import metrics
 from middleware.policy import decide
 from middleware.refs import is_sha
-from middleware.registry.cache import Registration
 from middleware.registry.config import to_config
 from middleware.registry.schemas import FULL_NAME_PATTERN
+from middleware.runs.tasks import NOTIFY_STALE_APPROVAL, RECORD_CLEANUP
 from middleware.services import services
-from middleware.tasks import NOTIFY_STALE_APPROVAL, RECORD_CLEANUP
-from middleware.webhooks.approvals import judge
-from middleware.webhooks.enrich import (
+from middleware.sources.github.events import MalformedPayload, parse_event, repository_full_name
+from middleware.sources.github.pinning import (
     EnrichmentUnavailable,
     PullRequestNotFound,
     is_command_candidate,
     pin_pull_request,
 )
-from middleware.webhooks.events import MalformedPayload, parse_event, repository_full_name
-from middleware.webhooks.signature import verify
-from middleware.webhooks.store import Accepted, store
+from middleware.sources.github.signature import verify
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 #: Header values stored with the delivery: printable ASCII that fits deliveries.event (50) and .id (100).

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from middleware.models import Pipeline
-from middleware.schedule import poke
+from middleware.runs.schedule import poke
 from middleware.services import Services, services
 
 bp = Blueprint("gitlab_hooks", __name__, url_prefix="/webhooks")

@@ -20,9 +20,9 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 
 from middleware.db import Database
+from middleware.intake.approvals import record_head
 from middleware.models import Delivery, OutboxItem, utcnow
-from middleware.schedule import insert_runs, run_row
-from middleware.webhooks.approvals import record_head
+from middleware.runs.schedule import insert_runs, run_row
 
 #: Run columns taken from `run_row` through the JSON array; the rest are the write's moment.
 RUN_COLUMNS = (

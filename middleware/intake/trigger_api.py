@@ -17,13 +17,13 @@ from sqlalchemy.orm import selectinload
 
 from middleware.commands import check_allowed_variables, check_variable_name
 from middleware.domain import Trigger, TriggerKind
+from middleware.intake.remote_refs import RefNotFound, SourceUnavailable, resolve
 from middleware.models import Repository
 from middleware.refs import is_sha, ref_problem
 from middleware.registry.api import MAX_REPOSITORY_ID, ApiProblem
 from middleware.registry.config import to_config
-from middleware.schedule import insert_runs
+from middleware.runs.schedule import insert_runs
 from middleware.services import services
-from middleware.sources import RefNotFound, SourceUnavailable, resolve
 
 bp = Blueprint("trigger", __name__, url_prefix="/api")
 

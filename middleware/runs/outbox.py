@@ -4,7 +4,7 @@ A row is written in the same transaction as what caused it. The dispatcher in
 each worker hands due rows to Celery; the task marks the row picked (due again
 one lease later, should it die), then done when its work is done, or postpones
 it with a backoff when it failed. A hand-out still waiting in the queue is
-repeated only when it is known lost (see middleware.handout), and nothing is
+repeated only when it is known lost (see middleware.runs.handout), and nothing is
 marked done because the broker merely took it. Rows are claimed with `SKIP
 LOCKED` on PostgreSQL, so several dispatchers share them. Every task is
 idempotent: it may run more than once.
@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 
 from middleware.db import Database
-from middleware.handout import SAFETY
 from middleware.logs import logger
 from middleware.models import OutboxItem, utcnow
-from middleware.schedule import aware, backoff
+from middleware.runs.handout import SAFETY
+from middleware.runs.schedule import aware, backoff
 
 BATCH = 200
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from github import GithubException, UnknownObjectException
 
-from middleware.registry.github_token import github_client
+from middleware.sources.github.tokens import github_client
 
 
 class UnknownUser(ValueError):

@@ -1,6 +1,6 @@
 """Celery app and tasks: thin orchestration over plain, testable functions.
 
-The database is the schedule (see middleware.schedule): tasks carry only a run
+The database is the schedule (see middleware.runs.schedule): tasks carry only a run
 id and its ticket, or an outbox row's id, and every task is idempotent, so a
 message that is lost, redelivered or handed out twice changes nothing. Tasks
 acknowledge late (`acks_late`): a worker that dies mid-task leaves the message
@@ -17,12 +17,13 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
-from middleware import outbox, runs
 from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.logs import logger
 from middleware.registry.trust import resolve_trusted_users
-from middleware.schedule import ADVANCE_RUN
+from middleware.runs import outbox
+from middleware.runs import steps as runs
+from middleware.runs.schedule import ADVANCE_RUN
 from middleware.settings import Settings
 
 RECORD_CLEANUP = "firecrest_ci.record_cleanup"

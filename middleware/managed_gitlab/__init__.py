@@ -1,0 +1,1 @@
+"""The managed GitLab side: mirror projects and their variables, pipelines, the templates project."""

@@ -1,0 +1,1 @@
+"""Source providers: one package each (verify, parse, pin, report back)."""

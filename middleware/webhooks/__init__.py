@@ -1,1 +1,0 @@
-"""Webhook intake: signature check, payload -> Event, dedup and the outbox."""
