@@ -119,6 +119,7 @@ def start_service(
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "DATA_DIR": str(tmp / "state"),
+        "LOG_LEVEL": "DEBUG",  # the most the logs say: no secret in it either
         **broker,
         **(extra or {}),
     }
