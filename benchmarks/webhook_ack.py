@@ -128,9 +128,7 @@ class CpuMeter:
 
 
 def push_template(full_name: str) -> str:
-    payload = json.loads(
-        (ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json").read_text()
-    )
+    payload = json.loads((ROOT / "data" / "webhooks" / "github" / "push" / "payload.json").read_text())
     payload["repository"]["full_name"] = full_name
     payload.update(ref="refs/heads/main", after="@@SHA@@", deleted=False)
     return json.dumps(payload, separators=(",", ":"))

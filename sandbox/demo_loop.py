@@ -200,9 +200,7 @@ def show_pipeline(client: gitlab.Gitlab, repo_id: int, url: str) -> None:
 
 
 def deliver(url: str, secret: str, sha: str) -> httpx.Response:
-    payload = json.loads(
-        (ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json").read_text()
-    )
+    payload = json.loads((ROOT / "data" / "webhooks" / "github" / "push" / "payload.json").read_text())
     payload["repository"]["full_name"] = "demo-org/hpc-code"
     payload.update(ref="refs/heads/main", after=sha, deleted=False)
     body = json.dumps(payload).encode()

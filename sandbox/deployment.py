@@ -50,7 +50,7 @@ BIN = Path(sys.executable).parent
 ADMIN = "deployment-admin-token-0123456789"
 REPOSITORY = "octo-org/hpc-code"
 CONTEXT = "firecrest-ci/cpu"
-PUSH_PAYLOAD = ROOT.parent / "shared" / "data" / "github-webhooks" / "push" / "payload.json"
+PUSH_PAYLOAD = ROOT / "data" / "webhooks" / "github" / "push" / "payload.json"
 #: A pipeline that finishes at once: the scenarios count outcomes, not jobs.
 ENTRYPOINT = "stages: [test]\ncheck:\n  stage: test\n  script:\n    - echo tested $CI_COMMIT_SHA\n"
 FINAL = ("success", "failed", "canceled", "error")

@@ -23,7 +23,7 @@ from tests.conftest import service_url
 ADMIN = "admin-token-for-tests-0123456789"
 SECRET_KEY = "middleware-secret-key-for-tests-0123456789"
 GOOD_TOKEN = "ghp_goodtokenfortests0123456789"
-WEBHOOKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "github-webhooks"
+WEBHOOKS = Path(__file__).resolve().parents[2] / "data" / "webhooks" / "github"
 
 
 def fake_token_check(token: str, full_name: str) -> bool:

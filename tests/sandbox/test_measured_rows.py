@@ -1,6 +1,6 @@
 """The rows of issue 9 §7: requests sent to a real FirecREST v2 server and to the sandbox
 answered differently; each test pins the real server's answer (see
-../shared/data/firecrest-v2/README.md and real-responses.json)."""
+data/firecrest-v2/README.md and real-responses.json)."""
 
 from __future__ import annotations
 
