@@ -18,6 +18,10 @@ class TriggerKind(StrEnum):
     API = "api"
 
 
+#: A provider's stable user id: GitHub's and GitLab's numbers, Bitbucket's account UUIDs.
+UserId = int | str
+
+
 # -- registrations, as the policy sees them -----------------------------------
 
 
@@ -29,7 +33,7 @@ class PipelineConfig:
     entrypoint: str
     system: str
     #: GitHub's numeric ids of the users trusted for it; None means "use the repository's".
-    trusted_users: frozenset[int] | None = None
+    trusted_users: frozenset[UserId] | None = None
     #: CI-enabled branches (exact names or fnmatch globs); None means the repository's default.
     branches: tuple[str, ...] | None = None
     #: Tag pushes trigger only when a tag matches one of these globs; empty means off.
@@ -48,11 +52,11 @@ class RepositoryConfig:
     id: int
     full_name: str
     #: GitHub's numeric user ids: a login can be renamed and taken over by someone else.
-    trusted_users: frozenset[int] = frozenset()
+    trusted_users: frozenset[UserId] = frozenset()
     branches: tuple[str, ...] = ("main",)
     pipelines: tuple[PipelineConfig, ...] = ()
 
-    def trusted_for(self, pipeline: PipelineConfig) -> frozenset[int]:
+    def trusted_for(self, pipeline: PipelineConfig) -> frozenset[UserId]:
         return self.trusted_users if pipeline.trusted_users is None else pipeline.trusted_users
 
     def branches_for(self, pipeline: PipelineConfig) -> tuple[str, ...]:
@@ -98,7 +102,7 @@ class PullRequestEvent:
     base_ref: str
     sender: str
     #: The author's numeric GitHub id (trust follows ids; `author` is for display).
-    author_id: int | None = None
+    author_id: UserId | None = None
 
     @property
     def from_fork(self) -> bool:
@@ -119,7 +123,7 @@ class CommentEvent:
     #: The PR's base branch, from the same enrichment.
     base_ref: str | None = None
     #: The commenter's numeric GitHub id, and when GitHub says the comment was made.
-    author_id: int | None = None
+    author_id: UserId | None = None
     created_at: str = ""
     #: Whether this service saw the pinned head arrive at or before the comment was made
     #: (set by the enrichment from its own records); a comment approves only what was there.

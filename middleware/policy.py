@@ -39,6 +39,7 @@ from middleware.domain import (
     RepositoryConfig,
     Trigger,
     TriggerKind,
+    UserId,
 )
 from middleware.refs import ZERO_SHA, is_sha, ref_problem
 
@@ -49,7 +50,7 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def _trusted(repo: RepositoryConfig, pipeline: PipelineConfig, user_id: int | None) -> bool:
+def _trusted(repo: RepositoryConfig, pipeline: PipelineConfig, user_id: UserId | None) -> bool:
     """Trust follows GitHub's numeric user ids: a renamed login can be taken by someone else."""
     return user_id is not None and user_id in repo.trusted_for(pipeline)
 

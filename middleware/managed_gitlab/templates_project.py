@@ -17,9 +17,7 @@ import gitlab
 
 from middleware.runs.mirror import Git
 
-COMPONENT = (
-    Path(__file__).resolve().parents[2] / "workflows" / "gitlab" / "templates" / "firecrest-job.yml"
-)
+COMPONENT = Path(__file__).resolve().parents[2] / "workflows" / "gitlab" / "templates" / "firecrest-job.yml"
 _IMAGE_DEFAULT = re.compile(r'(image:\n\s+description: [^\n]*\n\s+default: )"[^"]*"')
 
 

@@ -1,0 +1,142 @@
+"""The interface every source provider implements, and what crosses it.
+
+A provider turns one webhook request into the source-neutral `Event` the policy
+decides on, pins a pull (or merge) request's head when a comment asks for a run,
+says what the mirror fetches for a run, and reports back. The intake, the run's
+life and the registry only ever talk to a provider through this interface, so a
+provider is one package under `middleware/sources/`.
+
+Events are normalised on the way in: pull request actions are GitHub's words
+(`opened`, `synchronize`, `reopened`, `closed`), comments are `created`, refs are
+full (`refs/heads/...`, `refs/tags/...`), SHAs are full 40-hex (a provider that
+sends short ones resolves them first), and user ids are the provider's stable ids:
+GitHub's and GitLab's numbers, Bitbucket's account UUIDs (`{...}`), never logins,
+which can be renamed and taken over. A registration belongs to one provider, so an
+id is only ever compared with ids of the same provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from middleware.domain import CommentEvent, Event
+
+
+class Refusal(Exception):
+    """A delivery refused before anything is stored: an HTTP status, a readable text, an outcome."""
+
+    def __init__(self, status: int, text: str, outcome: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.outcome = outcome
+
+
+class MalformedPayload(ValueError):
+    """The payload lacks a field the event needs, or has one of the wrong type (400)."""
+
+
+class PinUnavailable(RuntimeError):
+    """The provider could not be asked for the request's head now; redeliver later (503)."""
+
+
+class PullRequestGone(LookupError):
+    """The provider says there is no such pull or merge request: a final answer, nothing runs."""
+
+
+class ReportFailed(RuntimeError):
+    """A status or comment was not taken; the caller records it and tries again later."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a provider read off one webhook request, before its signature is checked."""
+
+    #: The provider's own event name (`X-GitHub-Event`, `X-Gitlab-Event`, `X-Event-Key`).
+    event: str
+    #: The provider's delivery id: the same on a redelivery, so a redelivery is a duplicate.
+    id: str
+    #: The repository's full name as registered (`owner/name`, `group/sub/project`);
+    #: None when the payload names none (the intake answers 400, or 202 for a ping).
+    repository: str | None
+    payload: Any
+    #: Whether any string in the payload may hold a NUL character (PostgreSQL cannot store it).
+    may_hold_nul: bool = True
+
+
+@dataclass(frozen=True)
+class Status:
+    """One commit status, in the service's words; each provider maps the state to its own."""
+
+    #: pending, success, failure or error.
+    state: str
+    #: `<prefix>/<pipeline>`: one status per pipeline on a commit.
+    context: str
+    description: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """What the mirror fetches for a run: a full ref at `url` (None: the registered clone URL)
+    that must contain `sha`, or the SHA alone when `ref` is None."""
+
+    ref: str | None
+    sha: str | None
+    url: str | None = None
+    #: A CA bundle to trust for `url` (a self-managed instance's own CA), or None.
+    ca_file: str | None = None
+
+
+class Reporter(Protocol):
+    """Reports back to the source: commit statuses and pull request comments."""
+
+    #: The longest one post or one look-up can take, every try and pause included.
+    max_seconds: float
+
+    def post(self, token: str, repository: str, sha: str, status: Status) -> None:
+        """Post `status` on the commit; raises ReportFailed."""
+
+    def posted(self, token: str, repository: str, sha: str, status: Status) -> bool:
+        """Whether this exact status is among the commit's newest; raises ReportFailed."""
+
+    def comment(self, token: str, repository: str, number: int, body: str) -> None:
+        """Comment on pull or merge request `number`; raises ReportFailed."""
+
+
+class Source(Protocol):
+    """One source provider (GitHub, GitLab, Bitbucket Cloud)."""
+
+    #: The registration's `provider` and the webhook path's last part.
+    name: str
+
+    def read(self, headers: Mapping[str, str], body: bytes, content_type: str) -> Delivery:
+        """Event name, delivery id and repository name off the request; raises Refusal (400)."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        """Whether the request proves it knows the registration's webhook secret."""
+
+    def parse(self, delivery: Delivery) -> Sequence[Event]:
+        """The source-neutral events (one, or one per ref for a push of several); pure.
+        Raises MalformedPayload."""
+
+    def complete(self, event: Event, token: str) -> Event:
+        """The event with what its payload lacks read from the provider (full SHAs for short
+        ones); the event as it is when nothing is missing. Bounded: a web worker waits on it.
+        Raises PinUnavailable or PullRequestGone."""
+
+    def pin(self, event: CommentEvent, token: str) -> CommentEvent:
+        """The comment's pull request head SHA and base branch, read from the provider now;
+        raises PullRequestGone or PinUnavailable. Bounded: a web worker waits on it."""
+
+    def fetch_spec(
+        self, ref: str, sha: str, pr_number: int | None, repository: str, clone_url: str, token: str
+    ) -> FetchSpec:
+        """What the mirror fetches for a run of `ref` (a branch name, `refs/tags/v1`, `pr-12`, a
+        SHA) at `sha`. May ask the provider (a worker, not a web request, waits on it); raises
+        ReportFailed-like errors as PinUnavailable or PullRequestGone."""
+
+    def reporter(self) -> Reporter:
+        """The reporter for this provider, built from the service's settings."""
