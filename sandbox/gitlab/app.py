@@ -1,11 +1,18 @@
-"""A stand-in for the managed GitLab: the REST v4 calls the middleware makes through
-python-gitlab, and real git smart HTTP through the real `git http-backend`.
+"""A stand-in for GitLab: the REST v4 calls the middleware makes through python-gitlab, and
+real git smart HTTP through the real `git http-backend`.
 
-It is not GitLab: no users beyond tokens, no permissions model beyond "a
-known token may do anything", no runners. Projects are real bare
-repositories on disk, so a real `git push` lands in a real repository; every
-push records its push options (`-o ci.skip`) for tests to check. Pipelines
-and jobs come in a later step.
+It plays both GitLabs the middleware talks to: the managed one it mirrors into and runs
+pipelines on, and a SOURCE one (gitlab.com or self-managed) whose merge requests it pins and
+whose commits and merge requests it reports back to (merge requests, commit statuses with
+GitLab's state machine, notes, user look-ups).
+
+It is not GitLab: users exist for look-ups and authorship only, every known token acts as
+one bot user, and there is no permissions model beyond "a known token may do anything", and
+no runners. Projects are real bare repositories on disk, so a real `git push` lands in a real
+repository; every push records its push options (`-o ci.skip`) for tests to check. A merge
+request's head is written to `refs/merge-requests/<iid>/head` of its target project, fetched
+from a fork as GitLab does, so a real `git fetch` of that ref works over smart HTTP. Faults are
+injected with `GitLabState.inject` (or, older, `fault_5xx_rate` and `fail_after_create`).
 """
 
 from __future__ import annotations
@@ -15,17 +22,19 @@ import datetime as dt
 import itertools
 import os
 import random
+import re
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
 from sandbox.gitlab.pipelines import Pipeline, PipelineConfigError, PipelineRunner, git_show, load_jobs
 
@@ -46,6 +55,52 @@ echo "push:$opts" >> "$GIT_DIR/push-options.log"
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+#: The states of a commit status the API takes, and which transition each one asks for.
+STATUS_EVENTS = {
+    "pending": "enqueue",
+    "running": "run",
+    "success": "success",
+    "failed": "drop",
+    "canceled": "cancel",
+}
+#: GitLab's commit status state machine: the states each transition may leave.
+STATUS_TRANSITIONS = {
+    "enqueue": frozenset({"created"}),
+    "run": frozenset({"pending"}),
+    "success": frozenset({"created", "pending", "running"}),
+    "drop": frozenset({"created", "pending", "running"}),
+    "cancel": frozenset({"created", "pending", "running"}),
+}
+#: Where each transition leads.
+STATUS_RESULTS = {
+    "enqueue": "pending",
+    "run": "running",
+    "success": "success",
+    "drop": "failed",
+    "cancel": "canceled",
+}
+_HEX = re.compile(r"[0-9a-f]{4,40}")
+
+
+@dataclass
+class Fault:
+    """The next `times` API requests whose method is `method` and whose path (numeric project ids,
+    as the routes see it) fully matches `path` are answered `status` with GitLab's error body.
+
+    With `after`, the request's work is done first and only its answer is lost on the way.
+    """
+
+    method: str
+    path: str
+    status: int = 502
+    times: int = 1
+    after: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and method == self.method.upper() and re.fullmatch(self.path, path) is not None
 
 
 @dataclass
@@ -70,6 +125,20 @@ class GitLabState:
     creates_in_progress: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: Users by id (their own sequence, as in GitLab); the first is the bot every token acts as.
+    users: dict[int, dict[str, Any]] = field(default_factory=dict)
+    user_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: Merge requests by (target project id, iid).
+    merge_requests: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    #: Commit statuses as stored (oldest first), and merge request notes.
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Faults waiting for their requests (see `Fault`).
+    injected: list[Fault] = field(default_factory=list)
+    bot: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bot = self.add_user("firecrest-ci-bot", "FirecREST CI")
 
     def group_by_path(self, full_path: str) -> dict[str, Any] | None:
         return next((g for g in self.groups.values() if g["full_path"] == full_path), None)
@@ -79,6 +148,121 @@ class GitLabState:
 
     def repo_dir(self, project: dict[str, Any]) -> Path:
         return self.root / f"{project['path_with_namespace']}.git"
+
+    # -- building a source GitLab's world (tests) -------------------------------------------
+
+    def add_user(
+        self, username: str, name: str | None = None, *, user_id: int | None = None
+    ) -> dict[str, Any]:
+        """A user, by username (unique, case-insensitively); `user_id` to match a payload's id."""
+        with self.lock:
+            if any(u["username"].lower() == username.lower() for u in self.users.values()):
+                raise ValueError(f"user {username} exists")
+            new_id = user_id if user_id is not None else next(self.user_ids)
+            while user_id is None and new_id in self.users:
+                new_id = next(self.user_ids)
+            if new_id in self.users:
+                raise ValueError(f"user id {new_id} is taken")
+            user = {"id": new_id, "username": username, "name": name or username, "state": "active"}
+            self.users[new_id] = user
+        return user
+
+    def project(self, ident: int | str) -> dict[str, Any]:
+        """A project by id or full path; KeyError names it when there is none."""
+        with self.lock:
+            found = self.projects.get(ident) if isinstance(ident, int) else self.project_by_path(ident)
+        if found is None:
+            raise KeyError(f"no project {ident!r}")
+        return found
+
+    def _git(self, repo: Path, *args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ValueError(f"git {args[0]} in {repo.name} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def _write_head(self, merge_request: dict[str, Any]) -> str:
+        """Copy the source branch's head to `refs/merge-requests/<iid>/head` of the target project,
+        fetching it from a fork as GitLab does; returns its SHA."""
+        target = self.projects[merge_request["target_project_id"]]
+        source = self.projects[merge_request["source_project_id"]]
+        branch, ref = merge_request["source_branch"], f"refs/merge-requests/{merge_request['iid']}/head"
+        sha = self._git(self.repo_dir(source), "rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}")
+        if source["id"] == target["id"]:
+            self._git(self.repo_dir(target), "update-ref", ref, sha)
+        else:
+            self._git(
+                self.repo_dir(target), "fetch", "--quiet", "--no-tags", str(self.repo_dir(source)),
+                f"+refs/heads/{branch}:{ref}",
+            )  # fmt: skip
+        target_head = self._git(
+            self.repo_dir(target),
+            "rev-parse",
+            "--verify",
+            f"refs/heads/{merge_request['target_branch']}^{{commit}}",
+        )
+        base = self._git(self.repo_dir(target), "merge-base", target_head, sha)
+        merge_request.update(
+            sha=sha,
+            updated_at=_now(),
+            diff_refs={"base_sha": base, "head_sha": sha, "start_sha": target_head},
+        )
+        return sha
+
+    def open_merge_request(
+        self,
+        project: int | str,
+        source_branch: str,
+        target_branch: str,
+        *,
+        author: dict[str, Any] | None = None,
+        source_project: int | str | None = None,
+        title: str = "",
+    ) -> dict[str, Any]:
+        """A merge request of `source_branch` (of `source_project`, a fork, or of `project` itself)
+        into `target_branch` of `project`; its head is written to `refs/merge-requests/<iid>/head`.
+        Both branches must exist. Returns the stored merge request."""
+        target = self.project(project)
+        source = self.project(source_project) if source_project is not None else target
+        with self.lock:
+            iid = 1 + max((i for (p, i) in self.merge_requests if p == target["id"]), default=0)
+            merge_request: dict[str, Any] = {
+                "id": next(self.ids),
+                "iid": iid,
+                "project_id": target["id"],
+                "title": title or f"Merge {source_branch} into {target_branch}",
+                "description": "",
+                "state": "opened",
+                "created_at": _now(),
+                "target_branch": target_branch,
+                "source_branch": source_branch,
+                "source_project_id": source["id"],
+                "target_project_id": target["id"],
+                "author": dict(author or self.bot),
+            }
+            self._write_head(merge_request)
+            self.merge_requests[(target["id"], iid)] = merge_request
+        return merge_request
+
+    def update_merge_request(self, project: int | str, iid: int) -> str:
+        """After a push to its source branch: the merge request's head moves on; returns the new SHA."""
+        with self.lock:
+            return self._write_head(self.merge_requests[(self.project(project)["id"], iid)])
+
+    def inject(self, fault: Fault) -> Fault:
+        with self.lock:
+            self.injected.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first waiting fault for this request, one of its `times` used up."""
+        with self.lock:
+            fault = next((f for f in self.injected if f.matches(method, path)), None)
+            if fault is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.injected.remove(fault)
+        return fault
 
 
 def create_app(state: GitLabState) -> Flask:
@@ -110,9 +294,23 @@ def create_app(state: GitLabState) -> Flask:
                     gl.faults += 1
             if faulty:
                 return error(502, "502 Bad Gateway")
+            fault = gl.take_fault(request.method, request.path)
+            if fault is not None and not fault.after:
+                return fault_answer(fault)
+            g.lost_answer = fault
             if not authorised():
                 return error(401, "401 Unauthorized")
         return None
+
+    def fault_answer(fault: Fault) -> Response:
+        response = error(fault.status, f"{fault.status} {HTTPStatus(fault.status).phrase}")
+        response.headers.update(fault.headers)
+        return response
+
+    @app.after_request
+    def _lose_answer(response: Response) -> Response:
+        fault = g.get("lost_answer")
+        return fault_answer(fault) if fault is not None else response
 
     def group_json(group: dict[str, Any]) -> dict[str, Any]:
         return {**group, "web_url": f"{base()}/groups/{group['full_path']}"}
@@ -674,6 +872,228 @@ def create_app(state: GitLabState) -> Flask:
         if project is None:
             return error(404, "404 Project Not Found")
         return jsonify([{k: v for k, v in h.items() if k != "token"} for h in project.get("hooks", [])])
+
+    # -- a source GitLab: merge requests, commit statuses, notes, users -----------------------
+
+    def user_json(user: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **user,
+            "locked": False,
+            "avatar_url": None,
+            "web_url": f"{base()}/{user['username']}",
+        }
+
+    def paginated(items: list[dict[str, Any]]) -> Response:
+        """One page, with GitLab's pagination headers and `Link` (python-gitlab follows it)."""
+        per_page = max(1, min(int(request.args.get("per_page", 20)), 100))
+        page = max(1, int(request.args.get("page", 1)))
+        response = jsonify(items[(page - 1) * per_page : page * per_page])
+        response.headers.update(
+            {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(items))}
+        )
+        if page * per_page < len(items):
+            query = {**request.args.to_dict(), "page": str(page + 1), "per_page": str(per_page)}
+            following = f"{base()}{request.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+            response.headers.update({"X-Next-Page": str(page + 1), "Link": f'<{following}>; rel="next"'})
+        return response
+
+    def merge_request_json(merge_request: dict[str, Any]) -> dict[str, Any]:
+        path = gl.projects[merge_request["project_id"]]["path_with_namespace"]
+        iid = merge_request["iid"]
+        return {
+            **{k: v for k, v in merge_request.items() if k != "author"},
+            "author": user_json(merge_request["author"]),
+            "assignees": [],
+            "reviewers": [],
+            "labels": [],
+            "draft": False,
+            "work_in_progress": False,
+            "merge_status": "can_be_merged",
+            "detailed_merge_status": "mergeable",
+            "merge_commit_sha": None,
+            "squash_commit_sha": None,
+            "user_notes_count": sum(
+                1
+                for n in gl.notes
+                if n["project_id"] == merge_request["project_id"] and n["noteable_iid"] == iid
+            ),
+            "reference": f"!{iid}",
+            "references": {"short": f"!{iid}", "relative": f"!{iid}", "full": f"{path}!{iid}"},
+            "web_url": f"{base()}/{path}/-/merge_requests/{iid}",
+        }
+
+    def merge_request_or_none(project_id: int, iid: int) -> dict[str, Any] | None:
+        return gl.merge_requests.get((project_id, iid)) if project_id in gl.projects else None
+
+    @app.get("/api/v4/projects/<int:project_id>/merge_requests/<int:iid>")
+    def get_merge_request(project_id: int, iid: int) -> Response:
+        found = merge_request_or_none(project_id, iid)
+        return jsonify(merge_request_json(found)) if found else error(404, "404 Not found")
+
+    def note_json(note: dict[str, Any]) -> dict[str, Any]:
+        return {**note, "author": user_json(note["author"])}
+
+    @app.post("/api/v4/projects/<int:project_id>/merge_requests/<int:iid>/notes")
+    def create_note(project_id: int, iid: int) -> Response:
+        found = merge_request_or_none(project_id, iid)
+        if found is None:
+            return error(404, "404 Not found")
+        body = request.get_json(silent=True) or request.form.to_dict()
+        if "body" not in body:
+            return jsonify({"error": "body is missing"}), 400  # type: ignore[return-value]
+        if not str(body["body"]).strip():
+            return jsonify({"error": "body is empty"}), 400  # type: ignore[return-value]
+        with gl.lock:
+            note = {
+                "id": next(gl.ids),
+                "type": None,
+                "body": str(body["body"]),
+                "attachment": None,
+                "author": gl.bot,
+                "created_at": _now(),
+                "updated_at": _now(),
+                "system": False,
+                "noteable_id": found["id"],
+                "noteable_type": "MergeRequest",
+                "noteable_iid": iid,
+                "project_id": project_id,
+                "resolvable": False,
+                "confidential": False,
+                "internal": False,
+            }
+            gl.notes.append(note)
+        response = jsonify(note_json(note))
+        response.status_code = 201
+        return response
+
+    @app.get("/api/v4/projects/<int:project_id>/merge_requests/<int:iid>/notes")
+    def list_notes(project_id: int, iid: int) -> Response:
+        if merge_request_or_none(project_id, iid) is None:
+            return error(404, "404 Not found")
+        mine = [n for n in gl.notes if n["project_id"] == project_id and n["noteable_iid"] == iid]
+        return paginated([note_json(n) for n in reversed(mine)])  # newest first, as GitLab sorts
+
+    def status_json(status: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in status.items() if k != "project_id"},
+            "author": user_json(status["author"]),
+        }
+
+    def commit_of(project: dict[str, Any], sha: str) -> str | None:
+        if not _HEX.fullmatch(sha):
+            return None
+        done = subprocess.run(
+            ["git", "-C", str(gl.repo_dir(project)), "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def branch_containing(project: dict[str, Any], sha: str) -> str | None:
+        listed = subprocess.run(
+            ["git", "-C", str(gl.repo_dir(project)), "for-each-ref", "--contains", sha,
+             "--format=%(refname:short)", "refs/heads/"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        return listed[0] if listed else None
+
+    @app.post("/api/v4/projects/<int:project_id>/statuses/<sha>")
+    def create_status(project_id: int, sha: str) -> Response:
+        """GitLab's commit status API: the latest pending or running status of the same name and
+        ref is updated (its description and URL first, even when the transition is then refused),
+        a finished one is followed by a new one."""
+        project = gl.projects.get(project_id)
+        if project is None:
+            return error(404, "404 Project Not Found")
+        body = request.get_json(silent=True) or request.form.to_dict()
+        state = body.get("state")
+        if state is None:
+            return jsonify({"error": "state is missing"}), 400  # type: ignore[return-value]
+        if state not in STATUS_EVENTS:
+            return jsonify({"error": "state does not have a valid value"}), 400  # type: ignore[return-value]
+        commit = commit_of(project, sha)
+        if commit is None:
+            return error(404, "404 Commit Not Found")
+        ref = body.get("ref") or branch_containing(project, commit)
+        if not ref:
+            return error(404, "404 References for commit Not Found")
+        name = body.get("name") or body.get("context") or "default"
+        with gl.lock:
+            status = next(
+                (
+                    s
+                    for s in reversed(gl.statuses)
+                    if (s["project_id"], s["sha"], s["name"], s["ref"]) == (project_id, commit, name, ref)
+                    and s["status"] in ("pending", "running")
+                ),
+                None,
+            )
+            if status is None:
+                status = {
+                    "id": next(gl.ids),
+                    "project_id": project_id,
+                    "sha": commit,
+                    "ref": ref,
+                    "status": "created",
+                    "name": name,
+                    "target_url": None,
+                    "description": None,
+                    "created_at": _now(),
+                    "started_at": None,
+                    "finished_at": None,
+                    "allow_failure": False,
+                    "coverage": None,
+                    "author": gl.bot,
+                }
+                gl.statuses.append(status)
+            for key in ("target_url", "description", "coverage"):
+                if key in body:
+                    status[key] = body[key]
+            steps = ["enqueue", "run"] if state == "running" and status["status"] == "created" else []
+            steps = steps or [STATUS_EVENTS[state]]
+            for step in steps:
+                if status["status"] not in STATUS_TRANSITIONS[step]:
+                    return error(
+                        400,
+                        f"Cannot transition status via :{step} from :{status['status']} "
+                        f'(Reason(s): Status cannot transition via "{step}")',
+                    )
+                status["status"] = STATUS_RESULTS[step]
+            if status["status"] == "running":
+                status["started_at"] = _now()
+            if status["status"] in ("success", "failed", "canceled"):
+                status["finished_at"] = _now()
+        response = jsonify(status_json(status))
+        response.status_code = 201
+        return response
+
+    @app.get("/api/v4/projects/<int:project_id>/repository/commits/<sha>/statuses")
+    def list_statuses(project_id: int, sha: str) -> Response:
+        """The commit's statuses, only the latest of each name and ref unless `all`."""
+        if project_id not in gl.projects:
+            return error(404, "404 Project Not Found")
+        with gl.lock:
+            found = [s for s in gl.statuses if s["project_id"] == project_id and s["sha"] == sha]
+        for key in ("ref", "name"):
+            if request.args.get(key):
+                found = [s for s in found if s[key] == request.args[key]]
+        if request.args.get("all", "false").lower() != "true":
+            latest = {(s["name"], s["ref"]): s for s in found}  # later ids win
+            found = [s for s in found if latest[(s["name"], s["ref"])] is s]
+        return paginated([status_json(s) for s in found])
+
+    @app.get("/api/v4/users")
+    def list_users() -> Response:
+        wanted = request.args.get("username")
+        with gl.lock:
+            found = [
+                u for u in gl.users.values() if wanted is None or u["username"].lower() == wanted.lower()
+            ]
+        return paginated([user_json(u) for u in found])
+
+    @app.get("/api/v4/users/<int:user_id>")
+    def get_user(user_id: int) -> Response:
+        user = gl.users.get(user_id)
+        return jsonify(user_json(user)) if user else error(404, "404 User Not Found")
 
     # -- URL-encoded project paths, as GitLab accepts them everywhere ----------------------
 
