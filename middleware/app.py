@@ -23,6 +23,7 @@ from middleware.runs.steps import Workbench
 from middleware.runs.tasks import make_celery, register_tasks
 from middleware.services import EXTENSION, Services
 from middleware.settings import MAX_WEBHOOK_BYTES, Settings
+from middleware.sources import catalogue
 from middleware.sources.github.tokens import TokenChecker
 from middleware.sources.github.users import UserResolver
 
@@ -69,6 +70,7 @@ def create_app(
         dispatch=Dispatcher(db, celery, settings.dispatch_lease, settings.broker_url).once,
         check_github_token=check_github_token or TokenChecker(settings.github_api_url),
         resolve_github_users=resolver,
+        sources=catalogue.build(settings, db),
         celery=celery,
     )
     app.extensions["firecrest_ci_metrics"] = Metrics()

@@ -22,6 +22,7 @@ class Registration:
     config: RepositoryConfig
     webhook_secret: str
     notification_token_enc: str
+    clone_url: str = ""
 
 
 class RegistrationCache:

@@ -263,52 +263,19 @@ def build_spec() -> dict[str, Any]:
                     "responses": {"202": _json({"type": "object"}, "Queued"), **_errors(400, 401, 422, 502)},
                 }
             },
-            "/webhooks/github": {
-                "post": {
-                    "summary": "GitHub webhook deliveries, signed with the repository's secret",
-                    "security": [],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {"schema": {"type": "object"}},
-                            "application/x-www-form-urlencoded": {
-                                "schema": {"type": "object", "properties": {"payload": {"type": "string"}}}
-                            },
-                        },
-                    },
-                    "responses": {
-                        code: {"description": d, **text}
-                        for code, d in {
-                            "200": "pong or duplicate",
-                            "202": "queued or nothing to run",
-                            "400": "malformed",
-                            "401": "bad signature",
-                            "404": "unregistered",
-                            "413": "too large",
-                            "503": "could not store; redeliver",
-                        }.items()
-                    },
-                }
-            },
-            "/webhooks/gitlab": {
-                "post": {
-                    "summary": "GitLab pipeline hooks (X-Gitlab-Token checked)",
-                    "security": [],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "responses": {
-                        code: {"description": d, **text}
-                        for code, d in {
-                            "202": "accepted",
-                            "400": "malformed",
-                            "401": "bad token",
-                            "503": "queue down",
-                        }.items()
-                    },
-                }
-            },
+            "/webhooks/github": _source_webhook(
+                "GitHub webhook deliveries (X-Hub-Signature-256 with the repository's secret); "
+                "GitHub's path from before the other providers, the same as /webhooks/source/github"
+            ),
+            "/webhooks/source/{provider}": _source_webhook(
+                "Source webhook deliveries: github (X-Hub-Signature-256), gitlab (X-Gitlab-Token), "
+                "bitbucket (X-Hub-Signature, HMAC-SHA256), each with the registration's secret",
+                provider=True,
+            ),
+            "/webhooks/managed-gitlab/pipeline": _pipeline_hook("The managed GitLab's pipeline hooks"),
+            "/webhooks/gitlab": _pipeline_hook(
+                "The managed GitLab's pipeline hooks, at the path mirror projects had before"
+            ),
             "/healthz": {
                 "get": {
                     "summary": "Liveness",
@@ -347,3 +314,65 @@ def build_spec() -> dict[str, Any]:
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     return jsonify(build_spec())
+
+
+def _source_webhook(summary: str, *, provider: bool = False) -> dict[str, Any]:
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": [],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": {"payload": {"type": "string"}}}
+                },
+            },
+        },
+        "responses": {
+            code: {"description": d, **text}
+            for code, d in {
+                "200": "pong or duplicate",
+                "202": "queued or nothing to run",
+                "400": "malformed",
+                "401": "bad signature or token",
+                "404": "unregistered, or no such provider",
+                "413": "too large",
+                "503": "could not store, or the source could not be asked; redeliver",
+            }.items()
+        },
+    }
+    if provider:
+        operation["parameters"] = [
+            {
+                "name": "provider",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": ["github", "gitlab", "bitbucket"]},
+            }
+        ]
+    return {"post": operation}
+
+
+def _pipeline_hook(summary: str) -> dict[str, Any]:
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
+        "post": {
+            "summary": f"{summary} (X-Gitlab-Token: the mirror project's own)",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                code: {"description": d, **text}
+                for code, d in {
+                    "202": "accepted",
+                    "400": "malformed",
+                    "401": "bad token",
+                    "503": "queue down",
+                }.items()
+            },
+        }
+    }

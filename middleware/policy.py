@@ -195,3 +195,26 @@ def decide(event: Event, repo: RepositoryConfig, *, prefix: str = "firecrest-ci"
         return Decision(reason="ping")
     assert isinstance(event, OtherEvent)
     return Decision(reason=f"{event.name} events run nothing")
+
+
+def is_command_candidate(event: CommentEvent, repo: RepositoryConfig, prefix: str) -> bool:
+    """Worth asking the provider for the PR's head: a new PR comment by someone trusted for
+    some pipeline, whose first line starts with `<prefix> run`."""
+    if event.action != "created" or not event.is_pull_request:
+        return False
+    first_line = (event.body or "").strip().splitlines()[0] if (event.body or "").strip() else ""
+    if not first_line.startswith(f"{prefix} run"):
+        return False
+    return event.author_id is not None and any(event.author_id in repo.trusted_for(p) for p in repo.pipelines)
+
+
+def merge(decisions: list[Decision]) -> Decision:
+    """One delivery's decision from its events' (a push of several refs is several events)."""
+    if len(decisions) == 1:
+        return decisions[0]
+    return Decision(
+        triggers=tuple(t for d in decisions for t in d.triggers),
+        cleanups=tuple(c for d in decisions for c in d.cleanups),
+        reason="; ".join(dict.fromkeys(d.reason for d in decisions if d.reason)) or "no events",
+        stale_approval=any(d.stale_approval for d in decisions),
+    )

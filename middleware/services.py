@@ -12,6 +12,7 @@ from middleware.cache import RegistrationCache
 from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.settings import Settings
+from middleware.sources.base import Source
 
 EXTENSION = "firecrest_ci"
 
@@ -27,6 +28,8 @@ class Services:
     check_github_token: Callable[[str, str], bool]
     #: Logins -> GitHub's numeric user ids (PyGithub); raises UnknownUser or UsersUnavailable.
     resolve_github_users: Callable[[str, list[str]], dict[str, int]]
+    #: The source providers by name (`github`, `gitlab`, `bitbucket`).
+    sources: dict[str, Source] = field(default_factory=dict)
     celery: Any = None
     registrations: RegistrationCache = field(default_factory=RegistrationCache)
 

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     start_window: int = Field(default=6 * 3600, ge=1)
     #: Reporting a final status keeps trying this long; then the run is marked `unreported`.
     report_window: int = Field(default=24 * 3600, ge=1)
+    #: A CA bundle (PEM file) to trust for self-managed GitLab instances registered as sources.
+    gitlab_source_ca_file: str | None = None
+    #: Bitbucket Cloud's REST API 2.0 and web addresses (stand-ins in tests).
+    bitbucket_api_url: str = "https://api.bitbucket.org/2.0"
+    bitbucket_url: str = "https://bitbucket.org"
     log_json: bool = True
     #: DEBUG adds a line per accepted delivery; those are rows of `deliveries` already, and the
     #: line costs a tenth of the answer's time. Refused and failed deliveries log at INFO.

@@ -15,6 +15,8 @@ final status per commit and context. The scenario tests and the benchmark
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -40,6 +42,8 @@ import redis
 from psycopg import sql
 
 from middleware.sources.github.signature import sign
+from sandbox.bitbucket.app import BitbucketState
+from sandbox.bitbucket.server import BitbucketHandle, run_bitbucket
 from sandbox.demo_loop import GH_TOKEN, free_port
 from sandbox.github.server import GitHubHandle, run_github
 from sandbox.gitlab.server import GitLabHandle, run_gitlab
@@ -51,6 +55,9 @@ ADMIN = "deployment-admin-token-0123456789"
 REPOSITORY = "octo-org/hpc-code"
 CONTEXT = "firecrest-ci/cpu"
 PUSH_PAYLOAD = ROOT / "data" / "webhooks" / "github" / "push" / "payload.json"
+GITLAB_PUSH = ROOT / "data" / "webhooks" / "gitlab" / "push-event.json"
+BITBUCKET_PUSH = ROOT / "data" / "webhooks" / "bitbucket" / "repo-push.json"
+BITBUCKET_TOKEN = "deployment-bitbucket-token-0123456789"  # noqa: S105 - a stand-in's
 #: A pipeline that finishes at once: the scenarios count outcomes, not jobs.
 ENTRYPOINT = "stages: [test]\ncheck:\n  stage: test\n  script:\n    - echo tested $CI_COMMIT_SHA\n"
 FINAL = ("success", "failed", "canceled", "error")
@@ -86,7 +93,13 @@ class Deployment:
     worker: subprocess.Popen[bytes] | None = None
     repository: dict[str, Any] = field(default_factory=dict)
     source_url: str = ""
+    clone_url: str = ""
     work: Path = Path()
+    #: The source provider the repository is registered from, and its stand-in when not GitHub
+    #: (a GitLab source is a second GitLab stand-in: the managed one cannot be a source).
+    provider: str = "github"
+    source_gitlab: GitLabHandle | None = None
+    bitbucket: BitbucketHandle | None = None
 
     # -- processes ---------------------------------------------------------------------
 
@@ -191,22 +204,63 @@ class Deployment:
         return done.returncode == 0
 
     def deliver(self, branch: str, sha: str, delivery: str, client: httpx.Client) -> int:
-        """One signed push delivery; the HTTP status, or 0 when nothing answered."""
-        payload = json.loads(PUSH_PAYLOAD.read_text())
-        payload["repository"]["full_name"] = REPOSITORY
-        payload["repository"]["name"] = REPOSITORY.split("/")[1]
-        payload.update(ref=f"refs/heads/{branch}", after=sha, deleted=False)
-        body = json.dumps(payload).encode()
-        headers = {
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": sign(self.repository["webhook_secret"], body),
-            "Content-Type": "application/json",
-        }
+        """One push delivery as the source provider sends it; the HTTP status, or 0 when nothing
+        answered."""
+        secret = self.repository["webhook_secret"]
+        if self.provider == "gitlab":
+            payload = json.loads(GITLAB_PUSH.read_text())
+            payload["project"]["path_with_namespace"] = REPOSITORY
+            payload.update(ref=f"refs/heads/{branch}", after=sha, checkout_sha=sha)
+            body = json.dumps(payload).encode()
+            headers = {
+                "X-Gitlab-Event": "Push Hook",
+                "X-Gitlab-Event-UUID": delivery,
+                "X-Gitlab-Token": secret,
+            }
+            path = "/webhooks/source/gitlab"
+        elif self.provider == "bitbucket":
+            payload = json.loads(BITBUCKET_PUSH.read_text())
+            payload["repository"]["full_name"] = REPOSITORY
+            change = payload["push"]["changes"][0]
+            change["new"].update(type="branch", name=branch)
+            change["new"]["target"]["hash"] = sha
+            payload["push"]["changes"] = [change]
+            body = json.dumps(payload).encode()
+            signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            headers = {"X-Event-Key": "repo:push", "X-Request-UUID": delivery, "X-Hub-Signature": signature}
+            path = "/webhooks/source/bitbucket"
+        else:
+            payload = json.loads(PUSH_PAYLOAD.read_text())
+            payload["repository"]["full_name"] = REPOSITORY
+            payload["repository"]["name"] = REPOSITORY.split("/")[1]
+            payload.update(ref=f"refs/heads/{branch}", after=sha, deleted=False)
+            body = json.dumps(payload).encode()
+            headers = {
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": sign(secret, body),
+            }
+            path = "/webhooks/github"
+        headers["Content-Type"] = "application/json"
         try:
-            return client.post(f"{self.url}/webhooks/github", content=body, headers=headers).status_code
+            return client.post(f"{self.url}{path}", content=body, headers=headers).status_code
         except httpx.HTTPError:
             return 0
+
+    def statuses(self) -> list[tuple[str, bool]]:
+        """(sha, final?) of every status of the pipeline's context on the source's stand-in."""
+        if self.source_gitlab is not None:
+            found = [
+                (s["sha"], s["status"]) for s in self.source_gitlab.state.statuses if s["name"] == CONTEXT
+            ]
+            return [(sha, state not in ("pending", "running")) for sha, state in found]
+        if self.bitbucket is not None:
+            with self.bitbucket.state.lock:
+                stored = list(self.bitbucket.state.statuses.items())
+            return [(sha, st["state"] != "INPROGRESS") for (_, sha, _), st in stored if st["name"] == CONTEXT]
+        return [
+            (s["sha"], s["state"] != "pending") for s in self.github.state.statuses if s["context"] == CONTEXT
+        ]
 
     # -- what happened -------------------------------------------------------------------
 
@@ -328,8 +382,8 @@ def tally(deployment: Deployment, burst: Burst) -> Tally:
     """Count outcomes for the accepted deliveries (one trigger each: one pipeline, one commit)."""
     accepted_shas = {burst.sha_of[d] for d in burst.accepted}
     runs = {r["sha"]: r for r in deployment.runs()}
-    statuses = [s for s in deployment.github.state.statuses if s["context"] == CONTEXT]
-    final_statuses = Counter(s["sha"] for s in statuses if s["state"] != "pending")
+    statuses = deployment.statuses()
+    final_statuses = Counter(sha for sha, final in statuses if final)
     reported = {
         sha
         for sha in accepted_shas
@@ -356,9 +410,11 @@ def tally(deployment: Deployment, burst: Burst) -> Tally:
 
 
 @contextmanager
-def deployed(root: Path, *, persistence: bool = False, **settings: str) -> Iterator[Deployment]:
+def deployed(
+    root: Path, *, persistence: bool = False, provider: str = "github", **settings: str
+) -> Iterator[Deployment]:
     """Everything up: own Redis (AOF only if asked) and PostgreSQL, stand-ins, gunicorn, one worker,
-    and the repository registered with one pipeline `cpu` on branches `b*`."""
+    and the repository registered from `provider` with one pipeline `cpu` on branches `b*`."""
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     with ExitStack() as stack:
         broker = stack.enter_context(RedisServer(root / "redis", persistence=persistence))
@@ -393,6 +449,12 @@ def deployed(root: Path, *, persistence: bool = False, **settings: str) -> Itera
             **settings,
         }
         deployment = Deployment(root, broker, postgres, gl, gh, env, f"http://127.0.0.1:{port}")
+        deployment.provider = provider
+        if provider == "gitlab":
+            deployment.source_gitlab = stack.enter_context(run_gitlab(root / "source-gitlab"))
+        elif provider == "bitbucket":
+            deployment.bitbucket = stack.enter_context(run_bitbucket(BitbucketState(root=root / "bitbucket")))
+            env.update(BITBUCKET_API_URL=deployment.bitbucket.api_url, BITBUCKET_URL=deployment.bitbucket.url)
         stack.callback(deployment.stop)
         _source(deployment)
         deployment.start_web()
@@ -403,14 +465,28 @@ def deployed(root: Path, *, persistence: bool = False, **settings: str) -> Itera
 
 
 def _source(deployment: Deployment) -> None:
-    client = gitlab.Gitlab(deployment.gitlab.url, private_token=deployment.gitlab.token)
-    group = client.groups.create({"name": "sources", "path": "sources"})
-    project = client.projects.create(
-        {"name": "hpc-code", "path": "hpc-code", "namespace_id": group.id, "visibility": "public"}
-    )
-    deployment.source_url = project.http_url_to_repo.replace(
-        "http://", f"http://oauth2:{deployment.gitlab.token}@"
-    )
+    """The source repository with the entrypoint on main: a project in the managed GitLab's
+    stand-in for GitHub (git only), in a second GitLab for GitLab, a bare repository for Bitbucket."""
+    clone_url = ""
+    if deployment.bitbucket is not None:
+        state = deployment.bitbucket.state
+        state.add_token(BITBUCKET_TOKEN, REPOSITORY)
+        repo = state.add_repo(REPOSITORY, private=False)
+        deployment.source_url = str(state.git_dir(repo))
+        clone_url = deployment.bitbucket.clone_url(REPOSITORY)
+    else:
+        handle = deployment.source_gitlab or deployment.gitlab
+        client = gitlab.Gitlab(handle.url, private_token=handle.token)
+        owner, name = (
+            REPOSITORY.split("/") if deployment.source_gitlab is not None else ("sources", "hpc-code")
+        )
+        group = client.groups.create({"name": owner, "path": owner})
+        project = client.projects.create(
+            {"name": name, "path": name, "namespace_id": group.id, "visibility": "public"}
+        )
+        clone_url = project.http_url_to_repo
+        deployment.source_url = clone_url.replace("http://", f"http://oauth2:{handle.token}@")
+    deployment.clone_url = clone_url
     deployment.work = deployment.root / "work"
     deployment.work.mkdir()
     _git(deployment.work, "init", "-q", "-b", "main")
@@ -425,14 +501,18 @@ def _source(deployment: Deployment) -> None:
 
 def _register(deployment: Deployment) -> None:
     admin = {"Authorization": f"Bearer {ADMIN}"}
-    clone_url = deployment.source_url.replace(f"oauth2:{deployment.gitlab.token}@", "")
+    token = {
+        "gitlab": deployment.source_gitlab.token if deployment.source_gitlab else "",
+        "bitbucket": BITBUCKET_TOKEN,
+    }.get(deployment.provider, GH_TOKEN)
     answer = httpx.post(
         f"{deployment.url}/api/repositories",
         headers=admin,
         json={
+            "provider": deployment.provider,
             "full_name": REPOSITORY,
-            "clone_url": clone_url,
-            "notification_token": GH_TOKEN,
+            "clone_url": deployment.clone_url,
+            "notification_token": token,
             "firecrest_client_id": "client",
             "firecrest_client_secret": "firecrest-secret-0123456789",
             "branches": ["b*"],

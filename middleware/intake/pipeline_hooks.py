@@ -1,4 +1,5 @@
-"""`POST /webhooks/gitlab`: GitLab's pipeline hooks, checked with each project's own token.
+"""`POST /webhooks/managed-gitlab/pipeline` (formerly `/webhooks/gitlab`): the managed GitLab's
+pipeline hooks, checked with each project's own token.
 
 Every mirror project's hook carries its own `X-Gitlab-Token` (made on first
 use, kept encrypted with its pipeline), so a token that leaks opens one
@@ -61,7 +62,8 @@ def _expected_token(svc: Services, project: tuple[int, str]) -> str | None:
     return svc.box.open(found[0])
 
 
-@bp.post("/gitlab")
+@bp.post("/managed-gitlab/pipeline")
+@bp.post("/gitlab")  # the path mirror projects' hooks had before; re-pointed when a project syncs
 def gitlab_webhook() -> Response:
     svc = services()
     body = request.get_json(silent=True)

@@ -24,6 +24,7 @@ from middleware.registry.api import MAX_REPOSITORY_ID, ApiProblem
 from middleware.registry.config import to_config
 from middleware.runs.schedule import insert_runs
 from middleware.services import services
+from middleware.sources.base import PinUnavailable, PullRequestGone
 
 bp = Blueprint("trigger", __name__, url_prefix="/api")
 
@@ -114,7 +115,8 @@ def api_trigger() -> tuple[Response, int]:
         if repo is None or not hmac.compare_digest(secret.encode(), (auth.password or "").encode()):
             raise ApiProblem(401, "unknown repository or wrong webhook secret")
         config = to_config(repo)
-        clone_url = repo.clone_url
+        clone_url, provider, full_name = repo.clone_url, repo.provider, repo.full_name
+        token = svc.box.open(repo.notification_token_enc)
     body = _body()
     names = [p.name for p in config.pipelines]
     pipeline = body.get("pipeline")
@@ -130,11 +132,15 @@ def api_trigger() -> tuple[Response, int]:
     if refused:
         raise ApiProblem(422, refused)
     display, git_ref, pr_number = _target(body.get("ref"))
+    url = clone_url
     try:
-        sha = git_ref[4:] if git_ref.startswith("sha:") else resolve(clone_url, git_ref)
-    except RefNotFound as error:
+        if pr_number is not None:  # where the provider keeps a pull request's head
+            wanted = svc.sources[provider].fetch_spec(display, "", pr_number, full_name, clone_url, token)
+            git_ref, url = wanted.ref or git_ref, wanted.url or clone_url
+        sha = git_ref[4:] if git_ref.startswith("sha:") else resolve(url, git_ref)
+    except (RefNotFound, PullRequestGone) as error:
         raise ApiProblem(422, str(error)) from None
-    except SourceUnavailable as error:
+    except (SourceUnavailable, PinUnavailable) as error:
         raise ApiProblem(502, str(error)) from None
     trigger = Trigger(
         repository_id=config.id,

@@ -60,10 +60,19 @@ def project_path(group: str, repository_id: int, pipeline: str) -> str:
 
 
 class GitLabProjects:
-    def __init__(self, gl: gitlab.Gitlab, group: str, hook_url: str | None = None) -> None:
+    def __init__(
+        self,
+        gl: gitlab.Gitlab,
+        group: str,
+        hook_url: str | None = None,
+        *,
+        legacy_hook_urls: tuple[str, ...] = (),
+    ) -> None:
         self._gl = gl
         self._group = group.strip("/")
         self._hook_url = hook_url
+        #: Where the service's hooks pointed before: such a hook is moved, not doubled.
+        self._legacy_hook_urls = legacy_hook_urls
 
     def ensure_group(self, full_path: str) -> Group:
         try:
@@ -108,8 +117,13 @@ class GitLabProjects:
         return project
 
     def _ensure_hook(self, project: Project, spec: MirrorProjectSpec) -> None:
-        hook = next((h for h in project.hooks.list(get_all=True) if h.url == self._hook_url), None)
-        if hook is None:
+        hooks = project.hooks.list(get_all=True)
+        hook = next((h for h in hooks if h.url == self._hook_url), None)
+        old = next((h for h in hooks if h.url in self._legacy_hook_urls), None)
+        if hook is None and old is not None:
+            old.url, old.token = self._hook_url, spec.hook_token  # GitLab's edit needs the url too
+            old.save()
+        elif hook is None:
             project.hooks.create(
                 {
                     "url": self._hook_url,

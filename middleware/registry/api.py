@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from middleware.domain import UserId
 from middleware.logs import logger
 from middleware.models import OutboxItem, Pipeline, Repository, Run, utcnow
 from middleware.registry.schemas import (
@@ -26,14 +28,17 @@ from middleware.registry.schemas import (
     PipelineUpdate,
     RepositoryCreate,
     RepositoryUpdate,
+    check_users,
     error_details,
 )
-from middleware.registry.urls import UnsafeURL, check_clone_url
+from middleware.registry.urls import UnsafeURL, check_clone_url, webhook_url
 from middleware.runs import outbox
 from middleware.runs.tasks import PURGE_REPOSITORY, RESOLVE_TRUSTED_USERS, SYNC_PROJECTS
 from middleware.services import Services, services
 from middleware.sources.github.tokens import TokenRejected
 from middleware.sources.github.users import UnknownUser, UsersUnavailable, entries, unresolved
+from middleware.sources.gitlab.api import instance_url
+from middleware.sources.gitlab.api import resolve_users as gitlab_users
 
 bp = Blueprint("registry", __name__, url_prefix="/api")
 M = TypeVar("M", bound=BaseModel)
@@ -135,9 +140,13 @@ def _checked_url(svc: Services, url: str) -> str:
         raise ApiProblem(422, str(error), [{"field": "clone_url", "message": str(error)}]) from None
 
 
-def _check_token(svc: Services, token: str, full_name: str) -> bool:
-    """Live token check; returns whether GitHub says the repository is private."""
-    if not svc.settings.verify_github_tokens:
+def _check_token(svc: Services, provider: str, token: str, full_name: str) -> bool:
+    """Live token check; returns whether the source says the repository is private.
+
+    GitHub's tokens are checked (PyGithub); GitLab's and Bitbucket's are first used when a
+    status goes back, and a rejected one shows in the run's `last_error`.
+    """
+    if provider != "github" or not svc.settings.verify_github_tokens:
         return False
     try:
         return svc.check_github_token(token, full_name)
@@ -145,15 +154,42 @@ def _check_token(svc: Services, token: str, full_name: str) -> bool:
         raise ApiProblem(422, str(error), [{"field": "notification_token", "message": str(error)}]) from None
 
 
-def _trusted_users(svc: Services, token: str, logins: list[str] | None) -> list[dict[str, Any]] | None:
-    """Logins -> [{"id", "login"}] through GitHub now; ids GitHub cannot give now are resolved
-    later by the workers (until then those logins trust no one)."""
+def _check_source(svc: Services, provider: str, clone_url: str) -> None:
+    """A GitLab source is never the managed GitLab itself: its mirrors would mirror themselves."""
+    if provider != "gitlab" or not svc.settings.gitlab_url:
+        return
+    if urlsplit(clone_url).netloc.lower() == urlsplit(svc.settings.gitlab_url).netloc.lower():
+        text = "this is the managed GitLab the service mirrors into; register the project where it lives"
+        raise ApiProblem(422, text, [{"field": "clone_url", "message": text}])
+
+
+def _trusted_users(
+    svc: Services, repo: Repository | RepositoryCreate, token: str, logins: list[str] | None
+) -> list[dict[str, Any]] | None:
+    """Users -> [{"id", "login"}]: GitHub logins and GitLab usernames are looked up now (GitHub's
+    that cannot be looked up now are resolved later by the workers, and until then trust no
+    one); Bitbucket account UUIDs are the ids themselves."""
     if logins is None:
         return None
-    ids: dict[str, int] = {}
-    if logins and svc.settings.verify_github_tokens:
+    try:
+        check_users(repo.provider, logins)
+    except ValueError as error:
+        raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
+    ids: dict[str, UserId] = {}
+    if repo.provider == "bitbucket":
+        ids = {user: user for user in logins}
+    elif repo.provider == "gitlab" and logins:
         try:
-            ids = svc.resolve_github_users(token, logins)
+            ids = dict(
+                gitlab_users(instance_url(repo.clone_url), token, logins, svc.settings.gitlab_source_ca_file)
+            )
+        except UnknownUser as error:
+            raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
+        except UsersUnavailable as error:
+            raise ApiProblem(503, f"{error}; try again") from None
+    elif logins and svc.settings.verify_github_tokens:
+        try:
+            ids = dict(svc.resolve_github_users(token, logins))
         except UnknownUser as error:
             raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
         except UsersUnavailable as error:
@@ -196,7 +232,7 @@ def repository_json(repo: Repository, svc: Services) -> dict[str, Any]:
         "trusted_users": repo.trusted_users,
         "branches": repo.branches,
         "private": repo.source_private,
-        "webhook_url": f"{svc.settings.public_url.rstrip('/')}/webhooks/github",
+        "webhook_url": webhook_url(svc.settings.public_url, repo.provider),
         "created_at": repo.created_at.isoformat(),
         "updated_at": repo.updated_at.isoformat(),
         "pipelines": [pipeline_json(p, svc.box.open) for p in repo.pipelines],
@@ -252,7 +288,8 @@ def create_repository() -> tuple[Response, int]:
     svc = services()
     body = parse(RepositoryCreate)
     clone_url = _checked_url(svc, body.clone_url)
-    private = _check_token(svc, body.notification_token, body.full_name)
+    _check_source(svc, body.provider, clone_url)
+    private = _check_token(svc, body.provider, body.notification_token, body.full_name)
     webhook_secret = secrets.token_urlsafe(32)
     repo = Repository(
         provider=body.provider,
@@ -263,7 +300,7 @@ def create_repository() -> tuple[Response, int]:
         firecrest_client_id=body.firecrest_client_id,
         firecrest_client_secret_enc=svc.box.seal(body.firecrest_client_secret),
         default_account=body.default_account,
-        trusted_users=_trusted_users(svc, body.notification_token, body.trusted_users),
+        trusted_users=_trusted_users(svc, body, body.notification_token, body.trusted_users),
         branches=body.branches,
         source_private=private,
     )
@@ -306,8 +343,9 @@ def update_repository(repo_id: int) -> Response:
         repo = _repository(session, repo_id)
         if body.clone_url is not None:
             repo.clone_url = _checked_url(svc, body.clone_url)
+            _check_source(svc, repo.provider, repo.clone_url)
         if body.notification_token is not None:
-            repo.source_private = _check_token(svc, body.notification_token, repo.full_name)
+            repo.source_private = _check_token(svc, repo.provider, body.notification_token, repo.full_name)
             repo.notification_token_enc = svc.box.seal(body.notification_token)
         token = svc.box.open(repo.notification_token_enc)
         if body.firecrest_client_id is not None:
@@ -317,7 +355,7 @@ def update_repository(repo_id: int) -> Response:
         if "default_account" in body.model_fields_set:
             repo.default_account = body.default_account
         if body.trusted_users is not None:
-            repo.trusted_users = _trusted_users(svc, token, body.trusted_users) or []
+            repo.trusted_users = _trusted_users(svc, repo, token, body.trusted_users) or []
         if body.branches is not None:
             repo.branches = body.branches
         if body.rotate_webhook_secret:
@@ -362,7 +400,7 @@ def create_pipeline(repo_id: int) -> tuple[Response, int]:
                 entrypoint=body.entrypoint,
                 system=body.system,
                 trusted_users=_trusted_users(
-                    svc, svc.box.open(repo.notification_token_enc), body.trusted_users
+                    svc, repo, svc.box.open(repo.notification_token_enc), body.trusted_users
                 ),
                 branches=body.branches,
                 tags=body.tags,
@@ -412,7 +450,7 @@ def update_pipeline(repo_id: int, name: str) -> Response:
             pipeline.branches = body.branches
         if "trusted_users" in body.model_fields_set:
             token = svc.box.open(repo.notification_token_enc)
-            pipeline.trusted_users = _trusted_users(svc, token, body.trusted_users)
+            pipeline.trusted_users = _trusted_users(svc, repo, token, body.trusted_users)
             _queue_resolution(session, repo)
         if body.variables is not None:
             pipeline.variables_enc = svc.box.seal(json.dumps(body.variables)) if body.variables else None

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from middleware.domain import PipelineConfig, RepositoryConfig
+from middleware.domain import PipelineConfig, RepositoryConfig, UserId
 from middleware.models import Repository
 
 
-def trusted_ids(users: list[dict[str, Any]] | None) -> frozenset[int]:
-    """The resolved ids; a login whose id is not known yet trusts no one."""
-    return frozenset(int(u["id"]) for u in users or () if isinstance(u, dict) and u.get("id") is not None)
+def trusted_ids(users: list[dict[str, Any]] | None) -> frozenset[UserId]:
+    """The resolved ids (numbers, or Bitbucket's UUIDs); a login whose id is not known yet trusts
+    no one."""
+    return frozenset(
+        u["id"] if isinstance(u["id"], str) else int(u["id"])
+        for u in users or ()
+        if isinstance(u, dict) and u.get("id") is not None
+    )
 
 
 def to_config(repo: Repository) -> RepositoryConfig:

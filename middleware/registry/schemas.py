@@ -8,28 +8,66 @@ sent to the wrong field is not echoed back.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from middleware.commands import check_variable_name
 
 NAME_PATTERN = r"^[^\s]{1,100}$"
-#: A GitHub owner/name; the webhook intake refuses any other name before looking it up.
+#: A GitHub owner/name or a Bitbucket workspace/slug; the intake refuses any other name unread.
 FULL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+#: A GitLab project's path with its groups and subgroups (`group/sub/project`).
+NESTED_NAME_PATTERN = r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){1,20}$"
+PROVIDERS = ("github", "gitlab", "bitbucket")
+_FULL_NAMES = {
+    "github": re.compile(FULL_NAME_PATTERN),
+    "gitlab": re.compile(NESTED_NAME_PATTERN),
+    "bitbucket": re.compile(FULL_NAME_PATTERN),
+}
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+#: GitLab usernames; Bitbucket Cloud account UUIDs (`{...}`: Bitbucket looks no one up by name).
+_GITLAB_USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$")
+_BITBUCKET_USER = re.compile(
+    r"^\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}$"
+)
+_USERS = {"github": _LOGIN, "gitlab": _GITLAB_USER, "bitbucket": _BITBUCKET_USER}
+_USER_WORDS = {
+    "github": "a GitHub login",
+    "gitlab": "a GitLab username",
+    "bitbucket": "a Bitbucket account UUID ({...})",
+}
+
+
+def full_name_pattern(provider: str) -> re.Pattern[str]:
+    """The names a provider can send; the intake refuses any other before looking it up."""
+    return _FULL_NAMES[provider]
+
+
+def check_users(provider: str, values: list[str] | None) -> list[str] | None:
+    """The trusted users of a registration of `provider`, each in that provider's form."""
+    if values is None:
+        return None
+    for user in values:
+        if not _USERS[provider].fullmatch(user):
+            raise ValueError(f"{user!r} is not {_USER_WORDS[provider]}")
+    return sorted(set(values), key=str.lower)
+
+
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Secret = Annotated[str, Field(min_length=1, max_length=4096)]
-Login = Annotated[str, Field(min_length=1, max_length=39)]
+Login = Annotated[str, Field(min_length=1, max_length=255)]
+_ANY_USER = re.compile(r"^[A-Za-z0-9_.{}-]{1,255}$")
 
 
 def _check_logins(values: list[str] | None) -> list[str] | None:
+    """Any provider's user form here; the registration's provider checks its own (check_users)."""
     if values is None:
         return None
     for login in values:
-        if not _LOGIN.fullmatch(login):
-            raise ValueError(f"{login!r} is not a GitHub login")
+        if not _ANY_USER.fullmatch(login):
+            raise ValueError(f"{login!r} is not a user name or id")
     return sorted(set(values), key=str.lower)
 
 
@@ -63,8 +101,8 @@ class _Strict(BaseModel):
 
 
 class RepositoryCreate(_Strict):
-    provider: str = Field(default="github", pattern="^github$")
-    full_name: str = Field(pattern=FULL_NAME_PATTERN, max_length=200)
+    provider: Literal["github", "gitlab", "bitbucket"] = "github"
+    full_name: str = Field(pattern=NESTED_NAME_PATTERN, max_length=200)
     clone_url: str = Field(max_length=500)
     notification_token: Secret
     firecrest_client_id: str = Field(min_length=1, max_length=200)
@@ -75,6 +113,13 @@ class RepositoryCreate(_Strict):
 
     _logins = field_validator("trusted_users")(_check_logins)
     _branches = field_validator("branches")(_check_branches)
+
+    @model_validator(mode="after")
+    def _provider_forms(self) -> RepositoryCreate:
+        if not full_name_pattern(self.provider).fullmatch(self.full_name):
+            raise ValueError(f"full_name {self.full_name!r} is not a {self.provider} repository name")
+        check_users(self.provider, self.trusted_users)
+        return self
 
 
 class RepositoryUpdate(_Strict):

@@ -52,3 +52,10 @@ def check_clone_url(url: str, allowed_hosts: tuple[str, ...], *, insecure_sandbo
     if parts.query or parts.fragment or not _PATH.fullmatch(parts.path):
         raise UnsafeURL("clone URL must look like https://<host>/<owner>/<repo>.git")
     return url
+
+
+def webhook_url(public_url: str, provider: str) -> str:
+    """Where a source's webhook for a registration of `provider` points (GitHub's path is the
+    one its hooks had before there were other providers)."""
+    path = "/webhooks/github" if provider == "github" else f"/webhooks/source/{provider}"
+    return public_url.rstrip("/") + path

@@ -14,6 +14,7 @@ is validated and passed after `--`, so a name like `--upload-pack=…` is data.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import subprocess
 from dataclasses import dataclass
@@ -91,14 +92,18 @@ class Git:
             text = text.replace(base64.b64encode(f"oauth2:{self._token}".encode()).decode(), "***")
         return text
 
-    def __call__(self, repo: Path, *args: str, what: str) -> str:
+    def __call__(self, repo: Path, *args: str, what: str, ca_file: str | None = None) -> str:
+        """Run git in `repo`; `ca_file` is a CA bundle to trust (a self-managed source's own CA)."""
+        env = self.env()
+        if ca_file:
+            env["GIT_SSL_CAINFO"] = ca_file
         try:
             done = subprocess.run(
                 ["git", "-C", str(repo), *args],
                 capture_output=True,
                 text=True,
                 timeout=self._timeout,
-                env=self.env(),
+                env=env,
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -124,28 +129,27 @@ class Mirror:
             self._source_git(path, "init", "--quiet", "--bare", what="creating the mirror cache")
         return path
 
-    def fetch(self, repository_id: int, source_url: str, source: SourceRef) -> str:
+    def fetch(
+        self, repository_id: int, source_url: str, source: SourceRef, *, ca_file: str | None = None
+    ) -> str:
         """Fetch exactly what is needed into the cache; returns the commit SHA."""
         repo = self.cache(repository_id)
+        git = functools.partial(self._source_git, ca_file=ca_file)
         if source.ref is not None:
             _check_ref(source.ref)
             local = f"refs/sources/{source.ref.removeprefix('refs/')}"
-            self._source_git(
+            git(
                 repo, "fetch", "--quiet", "--no-tags", "--", source_url, f"+{source.ref}:{local}",
                 what=f"fetching {source.ref}",
             )  # fmt: skip
-            fetched = self._source_git(
-                repo, "rev-parse", "--verify", f"{local}^{{commit}}", what="reading the ref"
-            )
+            fetched = git(repo, "rev-parse", "--verify", f"{local}^{{commit}}", what="reading the ref")
             if source.sha and fetched != source.sha:
                 # The ref moved on since the event: the event's commit is what runs. It is usually
                 # reachable from the new head; after a force push it is fetched by SHA.
                 try:
-                    self._source_git(
-                        repo, "cat-file", "-e", f"{source.sha}^{{commit}}", what="finding the commit"
-                    )
+                    git(repo, "cat-file", "-e", f"{source.sha}^{{commit}}", what="finding the commit")
                 except MirrorError:
-                    self._source_git(
+                    git(
                         repo, "fetch", "--quiet", "--no-tags", "--", source_url, source.sha,
                         what=f"fetching {source.sha}",
                     )  # fmt: skip
@@ -153,7 +157,7 @@ class Mirror:
             return fetched
         if source.sha is None or not is_sha(source.sha):
             raise MirrorError("nothing to fetch: neither a ref nor a commit SHA")
-        self._source_git(
+        git(
             repo, "fetch", "--quiet", "--no-tags", "--", source_url, source.sha, what=f"fetching {source.sha}"
         )
         return source.sha

@@ -18,7 +18,7 @@ from sqlalchemy import or_, update
 
 from middleware.db import Database
 from middleware.models import Run, utcnow
-from middleware.sources.github.statuses import StatusReporter
+from middleware.sources.base import Reporter, Status
 
 FINAL_STATES = ("success", "failed", "canceled", "error")
 
@@ -31,9 +31,11 @@ class Target:
     repository: str
     sha: str
     context: str
+    #: The pull (merge) request of the run, if any.
+    pull_request: int | None = None
 
 
-def claim_seconds(statuses: StatusReporter) -> float:
+def claim_seconds(statuses: Reporter) -> float:
     """A claim outlasts the slowest attempt: a look-up and a post, every try included."""
     return 2 * statuses.max_seconds + 2
 
@@ -83,10 +85,10 @@ def finish(
         return bool(getattr(done, "rowcount", 0))
 
 
-def deliver(db: Database, statuses: StatusReporter, run_id: int, target: Target) -> bool:
+def deliver(db: Database, statuses: Reporter, run_id: int, target: Target) -> bool:
     """Post the wanted status if it is not posted yet. True when nothing is left to post.
 
-    False means another worker holds the claim. Raises StatusNotPosted when GitHub does
+    False means another worker holds the claim. Raises ReportFailed when the source does
     not take it; the claim is then released for the next attempt.
     """
     with db.session() as session:
@@ -110,17 +112,10 @@ def deliver(db: Database, statuses: StatusReporter, run_id: int, target: Target)
         if not getattr(claimed, "rowcount", 0):
             return False
     try:
-        token, repository, sha, context = target.token, target.repository, target.sha, target.context
-        if not (
-            final
-            and tried == seq
-            and statuses.posted(
-                token, repository, sha, state=state, context=context, description=description, url=url
-            )
-        ):
-            statuses.post(
-                token, repository, sha, state=state, context=context, description=description, url=url
-            )
+        token, repository, sha = target.token, target.repository, target.sha
+        status = Status(state, target.context, description, url, target.pull_request)
+        if not (final and tried == seq and statuses.posted(token, repository, sha, status)):
+            statuses.post(token, repository, sha, status)
     except BaseException:
         _release(db, run_id, posted=None)
         raise

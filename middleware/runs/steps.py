@@ -18,7 +18,7 @@ import json
 import secrets
 import shutil
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gitlab
@@ -47,8 +47,8 @@ from middleware.runs.mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from middleware.runs.reporting import FINAL_STATES, Target, deliver, finish, want
 from middleware.runs.schedule import aware, backoff, pick, settle
 from middleware.settings import Settings
-from middleware.sources.github.comments import CommentNotPosted, post_comment
-from middleware.sources.github.statuses import StatusNotPosted, StatusReporter
+from middleware.sources import catalogue
+from middleware.sources.base import PinUnavailable, PullRequestGone, Reporter, ReportFailed, Source
 
 #: GitLab pipeline status -> (run state, GitHub state, description).
 FINAL = {
@@ -66,7 +66,9 @@ class Workbench:
     box: SecretBox
     mirror: Mirror
     gitlab: gitlab.Gitlab
-    statuses: StatusReporter
+    sources: dict[str, Source]
+    #: Each provider's reporter, made once.
+    reporters: dict[str, Reporter] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, db: Database, box: SecretBox) -> Workbench:
@@ -76,17 +78,20 @@ class Workbench:
             box=box,
             mirror=Mirror(settings.data_dir / "mirrors", settings.gitlab_token or None),
             gitlab=client(settings.gitlab_url, settings.gitlab_token),
-            statuses=StatusReporter(
-                settings.github_api_url,
-                write_interval=settings.github_write_interval,
-                timeout=settings.github_timeout,
-            ),
+            sources=catalogue.build(settings, db),
         )
+
+    def reporter(self, provider: str) -> Reporter:
+        """Where statuses and comments of `provider`'s registrations go."""
+        if provider not in self.reporters:
+            self.reporters[provider] = self.sources[provider].reporter()
+        return self.reporters[provider]
 
     @property
     def projects(self) -> GitLabProjects:
-        hook = f"{self.settings.public_url.rstrip('/')}/webhooks/gitlab"
-        return GitLabProjects(self.gitlab, self.settings.gitlab_group, hook)
+        base = self.settings.public_url.rstrip("/")
+        hook, legacy = f"{base}/webhooks/managed-gitlab/pipeline", f"{base}/webhooks/gitlab"
+        return GitLabProjects(self.gitlab, self.settings.gitlab_group, hook, legacy_hook_urls=(legacy,))
 
     def context(self, pipeline: str) -> str:
         return f"{self.settings.command_prefix}/{pipeline}"
@@ -100,6 +105,7 @@ class RunView:
     repository_id: int
     full_name: str
     clone_url: str
+    provider: str
     pipeline: str
     entrypoint: str
     system: str
@@ -139,6 +145,7 @@ def load(bench: Workbench, run_id: int) -> RunView | None:
             repository_id=repo.id,
             full_name=repo.full_name,
             clone_url=repo.clone_url,
+            provider=repo.provider,
             pipeline=pipeline.name,
             entrypoint=pipeline.entrypoint,
             system=pipeline.system,
@@ -177,11 +184,12 @@ def project_variables(bench: Workbench, view: RunView) -> dict[str, str]:
     return {k: v for k, v in values.items() if v}
 
 
-def pipeline_variables(view: RunView) -> dict[str, str]:
-    """Where the code comes from, and the comment or API variables; no secrets."""
+def pipeline_variables(view: RunView, source_url: str | None = None) -> dict[str, str]:
+    """Where the code comes from (`source_url`: a fork's, when the pull request's commits live
+    only there), and the comment or API variables; no secrets."""
     return {
         **view.variables,
-        "FIRECREST_CI_SOURCE_URL": view.clone_url,
+        "FIRECREST_CI_SOURCE_URL": source_url or view.clone_url,
         "FIRECREST_CI_SOURCE_SHA": view.sha,
         "FIRECREST_CI_SOURCE_REPOSITORY": view.full_name,
         "FIRECREST_CI_SOURCE_REF": view.ref,
@@ -238,8 +246,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     MirrorError,
     LockBusy,
     PipelineMoved,
-    StatusNotPosted,
-    CommentNotPosted,
+    ReportFailed,
+    PinUnavailable,
+    PullRequestGone,
     OperationalError,
     InterfaceError,
     PoolTimeout,
@@ -315,8 +324,14 @@ def _start(bench: Workbench, view: RunView) -> None:
             _end(bench, view.run_id, "canceled", "error", SUPERSEDED, None, error=SUPERSEDED)
             return
         project = bench.projects.ensure_project(spec)
+        wanted = bench.sources[view.provider].fetch_spec(
+            view.ref, view.sha, view.pr_number, view.full_name, view.clone_url, view.notification_token
+        )
         sha = bench.mirror.fetch(
-            view.repository_id, view.clone_url, SourceRef.for_trigger(view.ref, view.sha)
+            view.repository_id,
+            wanted.url or view.clone_url,
+            SourceRef(wanted.ref, wanted.sha),
+            ca_file=wanted.ca_file,
         )
         bench.mirror.push(view.repository_id, project.http_url_to_repo, sha, mirror_ref(view.ref))
         _mark(bench, view.run_id, state="mirrored")
@@ -324,7 +339,8 @@ def _start(bench: Workbench, view: RunView) -> None:
             for cancelled in cancel_others(project, ref, view.sha):
                 supersede(bench, view.repository_id, view.pipeline, cancelled)
         try:
-            pipeline = ensure_pipeline(project, view.run_id, ref, view.sha, pipeline_variables(view))
+            variables = pipeline_variables(view, wanted.url)
+            pipeline = ensure_pipeline(project, view.run_id, ref, view.sha, variables)
         except PipelineRefused as refusal:
             _end(
                 bench, view.run_id, "error", "error", f"could not start: {refusal}", None, error=str(refusal)
@@ -433,8 +449,10 @@ def _deliver(bench: Workbench, run_id: int) -> bool:
     view = load(bench, run_id)
     if view is None:
         return True
-    target = Target(view.notification_token, view.full_name, view.sha, bench.context(view.pipeline))
-    return deliver(bench.db, bench.statuses, run_id, target)
+    target = Target(
+        view.notification_token, view.full_name, view.sha, bench.context(view.pipeline), view.pr_number
+    )
+    return deliver(bench.db, bench.reporter(view.provider), run_id, target)
 
 
 def _state(bench: Workbench, run_id: int) -> str:
@@ -578,9 +596,9 @@ def ask_for_approval(bench: Workbench, request: dict[str, Any]) -> None:
         if repo is None:
             return
         token, full_name = bench.box.open(repo.notification_token_enc), repo.full_name
+        provider = repo.provider
     sha, prefix = str(request["sha"])[:12], bench.settings.command_prefix
-    post_comment(
-        bench.settings.github_api_url,
+    bench.reporter(provider).comment(
         token,
         full_name,
         int(request["pr_number"]),

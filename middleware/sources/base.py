@@ -21,7 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from werkzeug.datastructures import Headers
+
 from middleware.domain import CommentEvent, Event
+
+#: A request's headers: the web request's own (case-insensitive) or a plain mapping in tests.
+HeaderMap = Mapping[str, str] | Headers
 
 
 class Refusal(Exception):
@@ -76,6 +81,9 @@ class Status:
     context: str
     description: str
     url: str | None
+    #: The pull (merge) request the run is for, if any: GitLab files a fork's commit under the
+    #: merge request's ref, not under a branch of the project.
+    pull_request: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,11 +119,23 @@ class Source(Protocol):
 
     #: The registration's `provider` and the webhook path's last part.
     name: str
+    #: How people call it, for texts: "GitHub", "GitLab", "Bitbucket".
+    title: str
+    #: The headers carrying the event name and the delivery id, and the one proving the secret.
+    event_header: str
+    delivery_header: str
+    proof: str
+    #: Where the payload names the repository, for texts (`repository.full_name`).
+    name_field: str
+    #: The event names the provider acts on (others are counted as "other" in the metrics).
+    events: frozenset[str]
+    #: The event a sender uses to test a hook (answered 202 even without a repository), or None.
+    ping_event: str | None
 
-    def read(self, headers: Mapping[str, str], body: bytes, content_type: str) -> Delivery:
+    def read(self, headers: HeaderMap, body: bytes, content_type: str) -> Delivery:
         """Event name, delivery id and repository name off the request; raises Refusal (400)."""
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+    def verify(self, headers: HeaderMap, body: bytes, secret: str) -> bool:
         """Whether the request proves it knows the registration's webhook secret."""
 
     def parse(self, delivery: Delivery) -> Sequence[Event]:

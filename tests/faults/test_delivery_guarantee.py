@@ -128,3 +128,23 @@ def test_github_down_longer_than_any_retry_still_gets_every_status(deployment):
     assert refused > 0  # statuses really were refused while it was down
     assert result.accepted == 40
     assert (result.lost, result.duplicated) == (0, 0), result.row()
+
+
+@pytest.mark.parametrize("provider", ["gitlab", "bitbucket"])
+def test_redis_restarted_mid_burst_loses_nothing_from_other_sources(tmp_path, provider):
+    """The same promise for deliveries from a GitLab or Bitbucket source: their webhooks take the
+    same intake, and their statuses go back to their own stand-in."""
+    with deployed(tmp_path, provider=provider) as deployment:
+        commits = deployment.commits(120, BRANCHES)
+        in_broker = []
+
+        def restart_redis(index: int) -> None:
+            if index == 40:
+                in_broker.append(deployment.queued())
+                deployment.redis.restart(down_for=2.0)
+
+        burst = send_burst(deployment, commits, rate=60, during=restart_redis)
+        result = finish(deployment, burst)
+        assert result.accepted == 120
+        assert (result.lost, result.duplicated) == (0, 0), result.row()
+        assert result.statuses >= 120  # every commit's status reached the source's stand-in

@@ -110,3 +110,16 @@ def test_redis_lock_gives_up_with_a_clear_error(tmp_path):
         repository_lock(2, redis_url=redis_url, lock_dir=tmp_path, wait=0.2),
     ):
         pass
+
+
+def test_a_hook_at_the_old_path_is_moved_to_the_new_one_not_doubled(gl):
+    _, gitlab_client = gl
+    old, new = (
+        "https://ci.example.org/webhooks/gitlab",
+        "https://ci.example.org/webhooks/managed-gitlab/pipeline",
+    )
+    GitLabProjects(gitlab_client, "firecrest-ci", old).ensure_project(spec(hook_token="t-1"))
+    moved = GitLabProjects(gitlab_client, "firecrest-ci", new, legacy_hook_urls=(old,))
+    project = moved.ensure_project(spec(hook_token="t-1"))
+    moved.ensure_project(spec(hook_token="t-1"))
+    assert [(h.url, h.pipeline_events) for h in project.hooks.list(get_all=True)] == [(new, True)]

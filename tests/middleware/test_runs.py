@@ -385,7 +385,7 @@ def test_each_mirror_project_gets_its_own_hook_token(world):
     runs.start(world.bench, world.trigger(sha))
     project = world.gl.state.project_by_path(f"firecrest-ci/{world.repo_id}/cpu")
     (hook,) = project["hooks"]
-    assert hook["url"].endswith("/webhooks/gitlab") and hook["pipeline_events"]
+    assert hook["url"].endswith("/webhooks/managed-gitlab/pipeline") and hook["pipeline_events"]
     token, new = runs.hook_token(world.bench, world.repo_id, "cpu")
     assert (hook["token"], new) == (token, False) and len(token) >= 32
     assert token != world.bench.settings.gitlab_webhook_token

@@ -5,10 +5,12 @@ from __future__ import annotations
 from github import Auth, Github, GithubException
 from urllib3.util.retry import Retry
 
+from middleware.sources.base import ReportFailed
+
 TIMEOUT = 10
 
 
-class CommentNotPosted(RuntimeError):
+class CommentNotPosted(ReportFailed):
     """GitHub did not take the comment; the caller retries later."""
 
 

@@ -17,9 +17,10 @@ from middleware.domain import (
     PullRequestEvent,
     PushEvent,
 )
+from middleware.sources import base
 
 
-class MalformedPayload(ValueError):
+class MalformedPayload(base.MalformedPayload):
     """The payload lacks a field the event needs, or has one of the wrong type."""
 
 

@@ -16,29 +16,21 @@ import dataclasses
 from github import Auth, Github, GithubException, UnknownObjectException
 from urllib3.util.retry import Retry
 
-from middleware.domain import CommentEvent, RepositoryConfig
+from middleware.domain import CommentEvent
+from middleware.policy import is_command_candidate  # noqa: F401  (its tests import it from here)
+from middleware.sources.base import PinUnavailable, PullRequestGone
 
 #: Seconds to connect and between bytes of the answer, per try; two tries at most.
 PIN_TIMEOUT = 4
 PIN_RETRIES = 1
 
 
-class EnrichmentUnavailable(RuntimeError):
+class EnrichmentUnavailable(PinUnavailable):
     """GitHub could not be asked; the delivery should be redelivered later."""
 
 
-class PullRequestNotFound(LookupError):
+class PullRequestNotFound(PullRequestGone):
     """GitHub says there is no such pull request (or the token cannot see it): nothing to run."""
-
-
-def is_command_candidate(event: CommentEvent, repo: RepositoryConfig, prefix: str) -> bool:
-    """Worth an API call: a created PR comment by someone trusted, starting with the prefix."""
-    if event.action != "created" or not event.is_pull_request:
-        return False
-    first_line = (event.body or "").strip().splitlines()[0] if (event.body or "").strip() else ""
-    if not first_line.startswith(f"{prefix} run"):
-        return False
-    return event.author_id is not None and any(event.author_id in repo.trusted_for(p) for p in repo.pipelines)
 
 
 def pinning_client(api_url: str, token: str) -> Github:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from github import Auth, Github, GithubException
 from urllib3.util.retry import Retry
 
+from middleware.sources.base import ReportFailed
+
 MAX_DESCRIPTION = 140
 STATES = ("pending", "success", "failure", "error")
 
 
-class StatusNotPosted(RuntimeError):
+class StatusNotPosted(ReportFailed):
     """GitHub did not take the status; the caller retries later."""
 
 

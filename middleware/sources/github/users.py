@@ -6,10 +6,12 @@ else. Logins stay beside the ids for display.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from github import GithubException, UnknownObjectException
 
+from middleware.domain import UserId
 from middleware.sources.github.tokens import github_client
 
 
@@ -42,7 +44,7 @@ class UserResolver:
         return found
 
 
-def entries(logins: list[str], ids: dict[str, int]) -> list[dict[str, Any]]:
+def entries(logins: list[str], ids: Mapping[str, UserId]) -> list[dict[str, Any]]:
     """The stored form: [{"id": ..., "login": ...}], id None where it is not known yet."""
     return [{"id": ids.get(login), "login": login} for login in logins]
 
