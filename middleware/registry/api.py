@@ -131,10 +131,13 @@ def parse(model: type[M]) -> M:
         raise ApiProblem(422, "invalid fields", error_details(error)) from None
 
 
-def _checked_url(svc: Services, url: str) -> str:
+def _checked_url(svc: Services, url: str, provider: str) -> str:
     try:
         return check_clone_url(
-            url, svc.settings.allowed_source_hosts, insecure_sandbox=svc.settings.insecure_sandbox
+            url,
+            svc.settings.allowed_source_hosts,
+            insecure_sandbox=svc.settings.insecure_sandbox,
+            nested=provider == "gitlab",
         )
     except UnsafeURL as error:
         raise ApiProblem(422, str(error), [{"field": "clone_url", "message": str(error)}]) from None
@@ -287,7 +290,7 @@ def _pipeline(repo: Repository, name: str) -> Pipeline:
 def create_repository() -> tuple[Response, int]:
     svc = services()
     body = parse(RepositoryCreate)
-    clone_url = _checked_url(svc, body.clone_url)
+    clone_url = _checked_url(svc, body.clone_url, body.provider)
     _check_source(svc, body.provider, clone_url)
     private = _check_token(svc, body.provider, body.notification_token, body.full_name)
     webhook_secret = secrets.token_urlsafe(32)
@@ -342,7 +345,7 @@ def update_repository(repo_id: int) -> Response:
     with svc.db.session() as session:
         repo = _repository(session, repo_id)
         if body.clone_url is not None:
-            repo.clone_url = _checked_url(svc, body.clone_url)
+            repo.clone_url = _checked_url(svc, body.clone_url, repo.provider)
             _check_source(svc, repo.provider, repo.clone_url)
         if body.notification_token is not None:
             repo.source_private = _check_token(svc, repo.provider, body.notification_token, repo.full_name)

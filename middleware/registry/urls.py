@@ -13,6 +13,8 @@ import re
 from urllib.parse import urlsplit
 
 _PATH = re.compile(r"^/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?(?:\.git)?/?$")
+#: GitLab projects sit in groups and subgroups: `/group/sub/project.git`.
+_NESTED_PATH = re.compile(r"^/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){1,20}?(?:\.git)?/?$")
 
 
 class UnsafeURL(ValueError):
@@ -26,8 +28,11 @@ def _is_ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
         return None
 
 
-def check_clone_url(url: str, allowed_hosts: tuple[str, ...], *, insecure_sandbox: bool = False) -> str:
-    """Return the URL if it is acceptable, else raise UnsafeURL."""
+def check_clone_url(
+    url: str, allowed_hosts: tuple[str, ...], *, insecure_sandbox: bool = False, nested: bool = False
+) -> str:
+    """Return the URL if it is acceptable, else raise UnsafeURL. `nested`: the path may have
+    subgroups (GitLab)."""
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise UnsafeURL("clone URL contains whitespace or control characters")
     parts = urlsplit(url)
@@ -49,8 +54,9 @@ def check_clone_url(url: str, allowed_hosts: tuple[str, ...], *, insecure_sandbo
         raise UnsafeURL(f"clone URL host {host} is not allowed; allowed: {', '.join(allowed_hosts)}")
     if parts.port not in (None, 443):
         raise UnsafeURL("clone URL must use the default https port")
-    if parts.query or parts.fragment or not _PATH.fullmatch(parts.path):
-        raise UnsafeURL("clone URL must look like https://<host>/<owner>/<repo>.git")
+    if parts.query or parts.fragment or not (_NESTED_PATH if nested else _PATH).fullmatch(parts.path):
+        shape = "<group>/[<subgroup>/...]<project>" if nested else "<owner>/<repo>"
+        raise UnsafeURL(f"clone URL must look like https://<host>/{shape}.git")
     return url
 
 

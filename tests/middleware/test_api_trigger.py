@@ -191,3 +191,43 @@ def test_trigger_needs_the_repository_secret(sandbox_app, served_repository):
     for auth in ((str(repo["id"]), "wrong"), ("999", repo["webhook_secret"]), ("x", "y")):
         assert client.post("/api/trigger", data="ref: main", auth=auth).status_code == 401
     assert client.post("/api/trigger", data="ref: main").status_code == 401
+
+
+def test_a_gitlab_merge_request_is_resolved_where_gitlab_keeps_its_head(sandbox_app, tmp_path):
+    """pr:N of a GitLab registration is refs/merge-requests/N/head (GitHub's refs/pull/N/head is
+    not there), read over git from the registered project."""
+    import gitlab
+
+    from sandbox.gitlab.server import run_gitlab
+
+    with run_gitlab(tmp_path / "source-gitlab") as source:
+        gl = gitlab.Gitlab(source.url, private_token=source.token)
+        group = gl.groups.create({"name": "science", "path": "science"})
+        project = gl.projects.create(
+            {"name": "hpc-code", "path": "hpc-code", "namespace_id": group.id, "visibility": "public"}
+        )
+        work = tmp_path / "work"
+        work.mkdir()
+        git("init", "-q", "-b", "main", cwd=work)
+        git("commit", "-q", "--allow-empty", "-m", "base", cwd=work)
+        authed = project.http_url_to_repo.replace("http://", f"http://oauth2:{source.token}@")
+        git("push", "-q", authed, "HEAD:main", cwd=work)
+        git("commit", "-q", "--allow-empty", "-m", "feature", cwd=work)
+        git("push", "-q", authed, "HEAD:feature", cwd=work)
+        head = git("rev-parse", "HEAD", cwd=work)
+        merge_request = source.state.open_merge_request("science/hpc-code", "feature", "main")
+        client = sandbox_app.test_client()
+        body = repository_body(full_name="science/hpc-code", clone_url=project.http_url_to_repo)
+        body.update(provider="gitlab", trusted_users=[])
+        repo = client.post("/api/repositories", json=body, headers=admin()).get_json()
+        client.post(
+            f"/api/repositories/{repo['id']}/pipelines",
+            json={"name": "cpu", "entrypoint": "ci.yml", "system": "cluster"},
+            headers=admin(),
+        )
+        auth = (str(repo["id"]), repo["webhook_secret"])
+        answer = client.post("/api/trigger", json={"ref": f"pr:{merge_request['iid']}"}, auth=auth)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        assert answer.get_json()["queued"] == {"pipeline": "cpu", "ref": "pr-1", "sha": head}
+        missing = client.post("/api/trigger", json={"ref": "pr:9"}, auth=auth)
+        assert missing.status_code == 422, missing.get_data(as_text=True)

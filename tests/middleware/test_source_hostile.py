@@ -260,3 +260,24 @@ def test_an_unknown_provider_is_404_naming_the_known_ones(sources: Sources) -> N
     )
     assert answer.status_code == 404
     assert "bitbucket, github, gitlab" in answer.get_data(as_text=True)
+
+
+def test_a_source_on_the_managed_gitlab_itself_is_refused(tmp_path: Path) -> None:
+    app = make_app(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'mw.db'}",
+        gitlab_url="https://gitlab.centre.org",
+        allowed_source_hosts="gitlab.centre.org,gitlab.example.org",  # allowed, and still refused
+    )
+    body = repository_body(
+        full_name="firecrest-ci/7/cpu", clone_url="https://gitlab.centre.org/firecrest-ci/7/cpu.git"
+    )
+    body.update(provider="gitlab", trusted_users=[])
+    answer = app.test_client().post("/api/repositories", json=body, headers=admin())
+    assert answer.status_code == 422
+    assert "managed GitLab" in json.dumps(answer.get_json())
+    body.update(
+        full_name="science/sim/hpc-code", clone_url="https://gitlab.example.org/science/sim/hpc-code.git"
+    )
+    made = app.test_client().post("/api/repositories", json=body, headers=admin())
+    assert made.status_code == 201, made.get_data(as_text=True)  # subgroups are GitLab's own
