@@ -55,7 +55,7 @@ bench-faults: $(STAMP)
 
 ## Regenerate the pinned requirements from pyproject.toml.
 lock: $(STAMP)
-	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements/runtime.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes pyproject.toml -o requirements/runtime.txt
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra dev -o requirements/dev.txt
 
 clean:

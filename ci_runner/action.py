@@ -21,6 +21,7 @@ from ci_runner.client import (
 from ci_runner.errors import EXIT_OK, Interrupted, RunnerError
 from ci_runner.github import (
     GitHubReporter,
+    annotate_tests,
     outputs_for,
     render_summary,
     save_state,
@@ -46,13 +47,14 @@ ACTION_INPUTS = (
     "timeout",
     "pending_timeout",
     "artifacts",
+    "junit",
     "firecrest_url",
     "token_url",
     "client_id",
     "client_secret",
     "cleanup",
 )
-ACTION_OUTPUTS = ("job_id", "state", "exit_code", "output_path", "working_dir")
+ACTION_OUTPUTS = ("job_id", "state", "exit_code", "output_path", "working_dir", "tests")
 _CREDENTIAL_INPUTS = {
     ENV_URL: "firecrest_url",
     ENV_TOKEN_URL: "token_url",
@@ -89,6 +91,7 @@ def raw_inputs(env: Mapping[str, str]) -> RawInputs:
         timeout=read_input(env, "timeout"),
         pending_timeout=read_input(env, "pending_timeout"),
         artifacts=_lines(env.get("INPUT_ARTIFACTS", "")),
+        junit=_lines(env.get("INPUT_JUNIT", "")),
         workspace=env.get("GITHUB_WORKSPACE", "") or os.getcwd(),
         repository=repository,
         run_id=run_id,
@@ -134,8 +137,15 @@ def main(env: Mapping[str, str] | None = None) -> int:
         reporter.error("the run was interrupted; the HPC job was cancelled")
         return 128 + interrupt.signum
     outcome = result.outcome
-    write_outputs(env.get("GITHUB_OUTPUT"), outputs_for(outcome), redactor)
-    write_summary(env.get("GITHUB_STEP_SUMMARY"), render_summary(outcome, result.log_tail), redactor)
+    tests = result.tests
+    if tests is not None:
+        reporter.info(tests.tally_line())
+        # Failing tests are shown, never judged: the job's state and exit code decide the step.
+        annotate_tests(reporter, tests, reserve=0 if outcome.passed else 1)
+    write_outputs(env.get("GITHUB_OUTPUT"), outputs_for(outcome, tests), redactor)
+    write_summary(
+        env.get("GITHUB_STEP_SUMMARY"), render_summary(outcome, result.log_tail, tests=tests), redactor
+    )
     if outcome.passed:
         reporter.info(outcome.reason)
         return EXIT_OK

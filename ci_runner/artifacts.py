@@ -185,7 +185,9 @@ def collect(
     *,
     limits: transfers.Limits,
     account: str | None = None,
+    label: str = "artifact",
 ) -> Collected:
+    """Copy what matches; `label` names the files in the warnings (artifacts, JUnit reports)."""
     result = Collected()
     patterns = [glob_to_regex(g) for g in globs]
 
@@ -198,10 +200,10 @@ def collect(
         destination.mkdir(parents=True, exist_ok=True)
         home = destination.resolve()
     except ApiError as error:
-        reporter.warning(f"cannot list {root} for artifacts: {error.message}")
+        reporter.warning(f"cannot list {root} for {label}s: {error.message}")
         return result
     except OSError as error:
-        reporter.warning(f"cannot use {destination} for artifacts: {error}")
+        reporter.warning(f"cannot use {destination} for {label}s: {error}")
         return result
     for relative, size in candidates:
         if not wanted(relative):
@@ -222,13 +224,13 @@ def collect(
             continue
         result.files.append(relative)
     for note in notes:
-        reporter.warning(f"artifact search passed over {note}")
+        reporter.warning(f"{label} search passed over {note}")
     for skipped in result.skipped:
-        reporter.warning(f"artifact not copied: {skipped}")
+        reporter.warning(f"{label} not copied: {skipped}")
     if not result.matched:
-        reporter.warning(f"no artifact matched {', '.join(globs)} under {root}")
+        reporter.warning(f"no {label} matched {', '.join(globs)} under {root}")
     elif not result.files:
-        reporter.warning(f"none of the {result.matched} matching artifact(s) could be copied")
+        reporter.warning(f"none of the {result.matched} matching {label}(s) could be copied")
     else:
-        reporter.info(f"copied {len(result.files)} of {result.matched} matching artifact(s) to {destination}")
+        reporter.info(f"copied {len(result.files)} of {result.matched} matching {label}(s) to {destination}")
     return result

@@ -17,10 +17,14 @@ import click
 from ci_runner import action
 from ci_runner.client import Credentials
 from ci_runner.errors import Interrupted, RunnerError
+from ci_runner.junit import TestTally, clip
 from ci_runner.redact import RedactingFilter, Redactor
 from ci_runner.report import Reporter
 from ci_runner.runner import RunOptions, run
 from ci_runner.spec import CLEANUP_MODES, STAGING_MODES, RawInputs, build_spec
+
+#: Failed cases the CLI prints; the reports hold the rest.
+MAX_PRINTED_FAILURES = 50
 
 
 def _quiet_libraries(redactor: Redactor) -> None:
@@ -51,6 +55,18 @@ def main() -> None:
     2 usage or configuration error, 3 FirecREST or the system unavailable,
     130/143 interrupted (the job was cancelled).
     """
+
+
+def _print_tests(reporter: Reporter, tests: TestTally) -> None:
+    """The tally on one line, then each failed case (stderr: stdout carries the job's log)."""
+    reporter.info(tests.tally_line())
+    for case in tests.failures[:MAX_PRINTED_FAILURES]:
+        where = f" ({case.location})" if case.location else ""
+        first = case.message.splitlines()[0] if case.message else ""
+        reporter.info(f"  {case.kind.upper()} {case.name}{where}: {clip(first, 300)}")
+    more = len(tests.failures) - MAX_PRINTED_FAILURES
+    if more > 0:
+        reporter.info(f"  ... and {more} more failed tests: see the JUnit reports")
 
 
 @main.command("run")
@@ -103,6 +119,13 @@ def main() -> None:
 @click.option("--artifacts", multiple=True, metavar="GLOB", help="Files to copy back afterwards; repeatable.")
 @click.option("--artifacts-dir", default="", help="Where artifacts land. Default: ./firecrest-artifacts.")
 @click.option(
+    "--junit",
+    multiple=True,
+    metavar="GLOB",
+    help="JUnit XML reports to copy back (to <artifacts-dir>/junit) and read; repeatable, or one glob "
+    "per line. Failing tests are reported; the job's state and exit code alone decide the exit code.",
+)
+@click.option(
     "--request-timeout",
     envvar="FIRECREST_CI_REQUEST_TIMEOUT",
     type=float,
@@ -143,6 +166,8 @@ def run_command(**flags: object) -> None:
         reporter.error(f"unexpected {type(error).__name__}: {error}")
         sys.exit(3)
     outcome = result.outcome
+    if result.tests is not None:
+        _print_tests(reporter, result.tests)
     if outcome.passed:
         reporter.info(outcome.reason)
         _leave(0)

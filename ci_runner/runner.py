@@ -6,10 +6,11 @@ the Outcome into exit codes and GitHub outputs. Interrupts cancel the job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ci_runner import artifacts, staging, transfers
+from ci_runner import artifacts, junit, staging, transfers
 from ci_runner.client import ApiError, Credentials, Gateway
 from ci_runner.errors import Interrupted, RunnerError, UsageError
 from ci_runner.follow import Followed, Follower, Target, TimeLimitReached
@@ -36,6 +37,8 @@ class RunOptions:
 class RunResult:
     outcome: Outcome
     log_tail: str
+    #: What the JUnit reports said; None when no `junit` glob was given.
+    tests: junit.TestTally | None = None
 
 
 def cancel(gateway: Gateway, system: str, job_id: str, reporter: Reporter) -> None:
@@ -122,6 +125,7 @@ def run(
                 reservation=spec.reservation,
             )
             job_id = submitted.job_id
+            submitted_epoch = time.time()
             on_submitted(job_id)
             reporter.info(f"submitted job {job_id} ({spec.job_name}) on {spec.system}")
             target = Target(
@@ -163,6 +167,7 @@ def run(
         working_dir=working_dir,
         output_path=followed.output_path,
         stopped_by_runner=followed.stopped_by_runner,
+        submitted_at=submitted_epoch,
     )
     run_dir = working_dir if spec.staging == "none" else f"{working_dir}/{SOURCE_DIR}"
     if spec.artifacts:
@@ -176,9 +181,23 @@ def run(
             limits=transfers.Limits.of(system),
             account=spec.account,
         )
+    tests = None
+    if spec.junit:
+        # After the artifacts, so that a report wins should an artifact land on the same local path.
+        tests = junit.collect(
+            gateway,
+            spec.system,
+            run_dir,
+            spec.junit,
+            spec.artifacts_dir / junit.JUNIT_SUBDIR,
+            reporter,
+            limits=transfers.Limits.of(system),
+            account=spec.account,
+            workspace=str(spec.workspace.resolve()),
+        )
     _cleanup(gateway, spec, workdir, outcome.passed, reporter)
     gateway.close()
-    return RunResult(outcome=outcome, log_tail=followed.log_tail)
+    return RunResult(outcome=outcome, log_tail=followed.log_tail, tests=tests)
 
 
 def _prepare_working_dir(

@@ -46,6 +46,8 @@ class RawInputs:
     pending_timeout: str = ""
     artifacts: tuple[str, ...] = ()
     artifacts_dir: str = ""
+    #: JUnit report globs; each item may hold several, one per line.
+    junit: tuple[str, ...] = ()
     workspace: str = ""
     repository: str = ""
     run_id: str = ""
@@ -74,6 +76,7 @@ class JobSpec:
     pending_timeout: float | None = None
     artifacts: tuple[str, ...] = ()
     artifacts_dir: Path = Path("firecrest-artifacts")
+    junit: tuple[str, ...] = ()
     workspace: Path = Path()
     owner: str = "local"
     repo: str = "workspace"
@@ -241,6 +244,7 @@ def build_spec(raw: RawInputs) -> JobSpec:
         ),
         artifacts=tuple(a.strip() for a in raw.artifacts if a.strip()),
         artifacts_dir=Path(raw.artifacts_dir.strip() or workspace / "firecrest-artifacts"),
+        junit=tuple(g.strip() for item in raw.junit for g in item.splitlines() if g.strip()),
         workspace=workspace,
         owner=owner,
         repo=repo,

@@ -17,7 +17,9 @@ import gitlab
 
 from middleware.runs.mirror import Git
 
-COMPONENT = Path(__file__).resolve().parents[2] / "workflows" / "gitlab" / "templates" / "firecrest-job.yml"
+#: The component as published (workflows/gitlab/templates/firecrest-job.yml), through a link in this
+#: package so that an installed wheel carries it too (package data; setuptools copies the target).
+COMPONENT = Path(__file__).resolve().parent / "firecrest-job.yml"
 _IMAGE_DEFAULT = re.compile(r'(image:\n\s+description: [^\n]*\n\s+default: )"[^"]*"')
 
 
