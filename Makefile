@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-webhooks bench-loop bench-faults lock clean
+.PHONY: demo test lint docs bench bench-webhooks bench-loop bench-faults lock clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## Regenerate the README's tables of the Action's inputs and outputs from action.yml.
+docs: $(STAMP)
+	$(BIN)/python scripts/action_docs.py
 
 ## Print the runner's overhead and FirecREST request figures against a 10 s polling baseline.
 bench: $(STAMP)

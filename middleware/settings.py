@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     #: Shared secret GitLab sends as X-Gitlab-Token on pipeline hooks.
     gitlab_webhook_token: str = Field(default="", repr=False)
     #: The image the published CI/CD component runs ci-runner from.
-    runner_image: str = "ghcr.io/firecrest-ci/firecrest-ci:v1"
+    runner_image: str = "ghcr.io/firecrest-ci/firecrest-ci:0"  # the release's moving major tag
     # The centre's FirecREST, stored into every mirror project's CI variables.
     firecrest_url: str = ""
     firecrest_token_url: str = ""

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Start (or stop) the real services the test suite uses: Redis as the Celery
 # broker and PostgreSQL as the production database. Installs Debian's
-# redis-server and postgresql when they are missing and we are root, and nginx,
-# the front the tests and `make bench-webhooks` run from deploy/nginx (never
-# started as a system service: sandbox/front.py runs it on loopback).
+# redis-server and postgresql when they are missing, and nginx, the front the
+# tests and `make bench-webhooks` run from deploy/nginx (never started as a
+# system service: sandbox/front.py runs it on loopback). Installing takes root,
+# or passwordless sudo (GitHub's hosted runners); the services themselves run
+# as the calling user on loopback ports, so starting them needs neither.
 # Usage: scripts/services.sh start|stop   (prints the env lines to use)
 set -euo pipefail
 
@@ -11,6 +13,7 @@ STATE="${FIRECREST_CI_SERVICES_DIR:-${TMPDIR:-/tmp}/firecrest-ci-services}"
 REDIS_PORT="${FIRECREST_CI_REDIS_PORT:-6391}"
 PG_PORT="${FIRECREST_CI_PG_PORT:-54391}"
 ENV_FILE="$STATE/env"
+POLICY_RC_D=/usr/sbin/policy-rc.d
 
 pg_bin() {
   local dir
@@ -27,21 +30,30 @@ install_missing() {
   pg_bin >/dev/null 2>&1 || packages+=(postgresql)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
   [ ${#packages[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "services.sh: missing ${packages[*]} and not root: install them (Debian: apt-get install ${packages[*]})" >&2
+  if [ "$(id -u)" -ne 0 ] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    echo "services.sh: missing ${packages[*]}, not root and no passwordless sudo: install them" \
+      "(Debian: apt-get install ${packages[*]})" >&2
     exit 1
   fi
   echo "services.sh: installing ${packages[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
   # No package starts its system service meanwhile (nginx's default site would listen on
   # every interface, port 80): a policy-rc.d that refuses, unless one is already there.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  if [ ! -e "$POLICY_RC_D" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$POLICY_RC_D" >/dev/null
+    as_root chmod 755 "$POLICY_RC_D"
+    trap 'as_root rm -f "$POLICY_RC_D"' EXIT
   fi
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+}
+
+as_root() {
+  # Root runs the command itself; anyone else through sudo, never prompting (-n).
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo -n "$@"
+  fi
 }
 
 as_pg() {
@@ -86,8 +98,11 @@ stop() {
   fi
 }
 
-case "${1:-start}" in
-  start) start ;;
-  stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
-esac
+# Sourced (the tests do, to call one function), it only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-start}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  esac
+fi

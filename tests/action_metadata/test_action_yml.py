@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 
 
-def test_runs_as_a_docker_action_with_a_post_step():
+def test_runs_the_released_image_with_a_post_step():
     runs = ACTION["runs"]
     assert runs["using"] == "docker"
-    assert runs["image"] == "Dockerfile"
+    released = r"docker://ghcr\.io/firecrest-ci/firecrest-ci:\d+\.\d+\.\d+"  # test_versioning: which one
+    assert re.fullmatch(released, runs["image"]), runs["image"]
     assert runs["post-entrypoint"] == "/usr/local/bin/ci-runner-post-entrypoint"
 
 
