@@ -17,6 +17,11 @@ from typing import Any
 
 from middleware.domain import CommentEvent, Event, OtherEvent, PullRequestEvent, PushEvent, UserId
 from middleware.sources.base import Delivery, HeaderMap, MalformedPayload, Refusal
+from middleware.sources.fields import get as _get
+from middleware.sources.fields import integer as _int
+from middleware.sources.fields import name as _name
+from middleware.sources.fields import optional_text as _optional_str
+from middleware.sources.fields import text as _str
 
 EVENT_HEADER = "X-Event-Key"
 #: The same on Bitbucket's retries of one delivery (X-Attempt-Number counts them), so a retry is a
@@ -89,50 +94,6 @@ def repository_full_name(payload: object) -> str | None:
 
 
 # -- typed field access -------------------------------------------------------------------------
-
-
-def _get(data: Any, path: str, where: str = "") -> Any:
-    """The value at dotted `path` in `data`; `where` names `data` in the error (`push.changes[0]`)."""
-    current = data
-    for part in path.split("."):
-        if not isinstance(current, dict) or part not in current:
-            raise MalformedPayload(f"missing field {_name(where, path)}")
-        current = current[part]
-    return current
-
-
-def _name(where: str, path: str) -> str:
-    return f"{where}.{path}" if where else path
-
-
-def _str(data: Any, path: str, *, where: str = "", max_len: int = 1000) -> str:
-    value = _get(data, path, where)
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {_name(where, path)} must be a string")
-    if len(value) > max_len:
-        raise MalformedPayload(f"field {_name(where, path)} is too long (over {max_len} characters)")
-    return value
-
-
-def _optional_str(data: Any, path: str, *, where: str = "", max_len: int | None = None) -> str | None:
-    try:
-        value = _get(data, path, where)
-    except MalformedPayload:
-        return None
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {_name(where, path)} must be a string or null")
-    if max_len is not None and len(value) > max_len:
-        raise MalformedPayload(f"field {_name(where, path)} is too long (over {max_len} characters)")
-    return value
-
-
-def _int(data: Any, path: str, bound: int = 2**31) -> int:
-    value = _get(data, path)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < bound:
-        raise MalformedPayload(f"field {path} must be a positive integer")
-    return value
 
 
 def _hash(data: Any, path: str, *, where: str = "") -> str:

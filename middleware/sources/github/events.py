@@ -18,57 +18,14 @@ from middleware.domain import (
     PushEvent,
 )
 from middleware.sources import base
+from middleware.sources.fields import flag as _bool
+from middleware.sources.fields import get as _get
+from middleware.sources.fields import integer as _int
+from middleware.sources.fields import optional_text as _optional_str
+from middleware.sources.fields import text as _str
 
-
-class MalformedPayload(base.MalformedPayload):
-    """The payload lacks a field the event needs, or has one of the wrong type."""
-
-
-def _get(data: Any, path: str) -> Any:
-    current = data
-    for part in path.split("."):
-        if not isinstance(current, dict) or part not in current:
-            raise MalformedPayload(f"missing field {path}")
-        current = current[part]
-    return current
-
-
-def _str(data: Any, path: str, *, max_len: int = 1000) -> str:
-    value = _get(data, path)
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {path} must be a string")
-    if len(value) > max_len:
-        raise MalformedPayload(f"field {path} is too long")
-    return value
-
-
-def _optional_str(data: Any, path: str) -> str | None:
-    try:
-        value = _get(data, path)
-    except MalformedPayload:
-        return None
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {path} must be a string or null")
-    return value
-
-
-def _int(data: Any, path: str, bound: int = 2**31) -> int:
-    value = _get(data, path)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < bound:
-        raise MalformedPayload(f"field {path} must be a positive integer")
-    return value
-
-
-def _bool(data: Any, path: str, default: bool = False) -> bool:
-    try:
-        value = _get(data, path)
-    except MalformedPayload:
-        return default
-    if not isinstance(value, bool):
-        raise MalformedPayload(f"field {path} must be true or false")
-    return value
+#: The interface's error, importable from here as before.
+MalformedPayload = base.MalformedPayload
 
 
 def repository_full_name(payload: object) -> str | None:

@@ -18,6 +18,11 @@ from typing import Any
 from middleware.domain import CommentEvent, Event, OtherEvent, PullRequestEvent, PushEvent
 from middleware.refs import ZERO_SHA
 from middleware.sources.base import Delivery, HeaderMap, MalformedPayload, Refusal
+from middleware.sources.fields import get as _get
+from middleware.sources.fields import optional_text as _optional_str
+from middleware.sources.fields import positive as _check_int
+from middleware.sources.fields import present as _present
+from middleware.sources.fields import text as _str
 from middleware.sources.gitlab.signature import header
 from middleware.sources.headers import json_body
 
@@ -102,49 +107,6 @@ def project_path(payload: object) -> str | None:
 
 
 # -- typed field access -------------------------------------------------------------------
-
-
-def _get(data: Any, path: str) -> Any:
-    current = data
-    for part in path.split("."):
-        if not isinstance(current, dict) or part not in current:
-            raise MalformedPayload(f"missing field {path}")
-        current = current[part]
-    return current
-
-
-def _present(data: Any, path: str) -> Any:
-    """The field's value, or None when it (or an object on the way) is absent or null."""
-    try:
-        return _get(data, path)
-    except MalformedPayload:
-        return None
-
-
-def _str(data: Any, path: str, *, max_len: int = 1000) -> str:
-    value = _get(data, path)
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {path} must be a string")
-    if len(value) > max_len:
-        raise MalformedPayload(f"field {path} is too long (over {max_len} characters)")
-    return value
-
-
-def _optional_str(data: Any, path: str, *, max_len: int | None = None) -> str | None:
-    value = _present(data, path)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedPayload(f"field {path} must be a string or null")
-    if max_len is not None and len(value) > max_len:
-        raise MalformedPayload(f"field {path} is too long (over {max_len} characters)")
-    return value
-
-
-def _check_int(value: Any, path: str, bound: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < bound:
-        raise MalformedPayload(f"field {path} must be a positive integer")
-    return value
 
 
 def _int(data: Any, path: str, bound: int = _IID_BOUND) -> int:
