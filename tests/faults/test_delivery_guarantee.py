@@ -131,20 +131,27 @@ def test_github_down_longer_than_any_retry_still_gets_every_status(deployment):
 
 
 @pytest.mark.parametrize("provider", ["gitlab", "bitbucket"])
-def test_redis_restarted_mid_burst_loses_nothing_from_other_sources(tmp_path, provider):
-    """The same promise for deliveries from a GitLab or Bitbucket source: their webhooks take the
-    same intake, and their statuses go back to their own stand-in."""
+def test_redis_restarted_and_postgresql_stopped_lose_nothing_from_other_sources(tmp_path, provider):
+    """The same promises for deliveries from a GitLab or Bitbucket source: their webhooks take the
+    same intake, and their statuses go back to their own stand-in. Redis restarts without
+    persistence after 40 pushes; PostgreSQL stops for 6.5 s after 80, so some deliveries are
+    refused and redelivered."""
     with deployed(tmp_path, provider=provider) as deployment:
         commits = deployment.commits(120, BRANCHES)
         in_broker = []
 
-        def restart_redis(index: int) -> None:
+        def faults(index: int) -> None:
             if index == 40:
                 in_broker.append(deployment.queued())
                 deployment.redis.restart(down_for=2.0)
+            if index == 80:
+                in_background(lambda: deployment.postgres.restart(down_for=6.5, mode="immediate"))
 
-        burst = send_burst(deployment, commits, rate=60, during=restart_redis)
+        burst = send_burst(deployment, commits, rate=40, during=faults)
+        refused = sum(1 for status in burst.answers.values() if not 200 <= status < 300)
         result = finish(deployment, burst)
+        print(f"refused while PostgreSQL was away (then redelivered): {refused}")
+        assert refused > 0  # the outage was felt
         assert result.accepted == 120
         assert (result.lost, result.duplicated) == (0, 0), result.row()
         assert result.statuses >= 120  # every commit's status reached the source's stand-in
