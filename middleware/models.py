@@ -47,7 +47,11 @@ class Repository(Base):
     mirror projects, their CI variables and the mirror cache are named after the id."""
 
     __tablename__ = "repositories"
-    __table_args__ = (UniqueConstraint("provider", "full_name"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("provider", "full_name"),
+        UniqueConstraint("provider", "source_id", name="uq_repositories_provider_source_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20), default="github")
@@ -63,6 +67,14 @@ class Repository(Base):
     branches: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: The source's visibility on GitHub, read when the token is checked; mirrors follow it.
     source_private: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: The provider's own stable id of the repository (GitHub's numeric id), so a rename or a
+    #: transfer finds the same registration; None until it is known.
+    source_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The GitHub App installation that reports for it (App mode); None in token mode.
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: When its credentials were disabled (the App was removed from it); nothing runs meanwhile.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -179,7 +191,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        UniqueConstraint("repository_id", "pipeline_name", "sha", "trigger_kind"),
+        UniqueConstraint("repository_id", "pipeline_name", "sha", "trigger_kind", "attempt"),
         Index(
             "ix_runs_next_check_at",
             "next_check_at",
@@ -195,6 +207,11 @@ class Run(Base):
     pipeline_name: Mapped[str] = mapped_column(String(100))
     sha: Mapped[str] = mapped_column(String(64))
     trigger_kind: Mapped[str] = mapped_column(String(20))
+    #: 1 for what a delivery started; a re-run or a restart of the same commit is the next one,
+    #: so it makes a new pipeline while a redelivered webhook still finds the run it made.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: Who asked for it, for display and the run viewer's filter (a login, or `operator`).
+    requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     ref: Mapped[str] = mapped_column(String(300))
     pr_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -229,3 +246,78 @@ class Run(Base):
     status_claim_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: The final status could not be posted within REPORT_WINDOW.
     unreported: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: The GitHub check run that reports it (App mode), once created.
+    check_run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    actions: Mapped[list[RunAction]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="RunAction.id"
+    )
+
+
+class RunAction(Base):
+    """Cancel, retry or restart asked for on a run: who and when, shown on the run's page."""
+
+    __tablename__ = "run_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    #: cancel | retry | restart | rerequested
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The run a restart made.
+    new_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    run: Mapped[Run] = relationship(back_populates="actions")
+
+
+class AuditEntry(Base):
+    """Every change to a registration, from the pages or the API: who, what, when (operators see it).
+
+    Secret values are never written here, only that they changed."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    #: `operator`, or the GitHub login of whoever signed in (with their numeric id in `detail`).
+    actor: Mapped[str] = mapped_column(String(200))
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    #: e.g. repository.create, repository.update, pipeline.create, webhook_secret.rotate
+    action: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Installation(Base):
+    """A GitHub App installation (App mode), from `installation` events.
+
+    Removing the App disables its repositories' credentials at once (`removed_at`) and purges
+    them after the retention period (`purge_after`)."""
+
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_login: Mapped[str] = mapped_column(String(200))
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    account_type: Mapped[str] = mapped_column(String(20), default="User")
+    #: GitHub's numeric ids of the repositories the App may see there.
+    repository_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    purge_after: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class HookRedelivery(Base):
+    """A failed App hook delivery the sweep asked GitHub to redeliver, so it is asked once per GUID."""
+
+    __tablename__ = "hook_redeliveries"
+
+    guid: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: GitHub's id of the failed delivery that was redelivered.
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -90,6 +90,30 @@ class Settings(BaseSettings):
     #: Bitbucket Cloud's REST API 2.0 and web addresses (stand-ins in tests).
     bitbucket_api_url: str = "https://api.bitbucket.org/2.0"
     bitbucket_url: str = "https://bitbucket.org"
+    # GitHub App mode (beside the token mode): set all three to report through check runs.
+    github_app_id: str = ""
+    #: The App's private key (PEM), or a file holding it (GITHUB_APP_PRIVATE_KEY_FILE).
+    github_app_private_key: str = Field(default="", repr=False)
+    github_app_private_key_file: Path | None = None
+    #: The App's one webhook secret: in App mode every GitHub delivery is verified with it.
+    github_app_webhook_secret: str = Field(default="", repr=False)
+    #: OAuth sign-in for repository managers: the App's client id and secret, or an OAuth App's
+    #: in token mode.
+    github_oauth_client_id: str = ""
+    github_oauth_client_secret: str = Field(default="", repr=False)
+    #: GitHub's web address (the OAuth authorize page); a stand-in in tests.
+    github_url: str = "https://github.com"
+    #: Seconds the credentials of repositories whose App installation was removed are kept
+    #: (disabled) before they are purged.
+    installation_retention: int = Field(default=30 * 24 * 3600, ge=0)
+    #: How often the App's failed hook deliveries are looked for and redelivered (seconds).
+    hook_sweep_interval: int = Field(default=300, ge=10)
+    #: How far back the sweep looks at the App's hook deliveries (seconds).
+    hook_sweep_window: int = Field(default=3 * 24 * 3600, ge=60)
+    #: Signed-in sessions of the pages expire after this many seconds.
+    session_lifetime: int = Field(default=8 * 3600, ge=60)
+    #: Session cookies only over HTTPS (browsers treat http://localhost as secure too).
+    session_cookie_secure: bool = True
     log_json: bool = True
     #: DEBUG adds a line per accepted delivery; those are rows of `deliveries` already, and the
     #: line costs a tenth of the answer's time. Refused and failed deliveries log at INFO.
@@ -113,6 +137,18 @@ class Settings(BaseSettings):
             )
             if not value
         ]
+        if self.github_app_id and not (
+            (self.github_app_private_key or self.github_app_private_key_file)
+            and self.github_app_webhook_secret
+        ):
+            raise SettingsError(
+                "GITHUB_APP_ID is set, so GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE) and "
+                "GITHUB_APP_WEBHOOK_SECRET must be set too"
+            )
+        if self.github_app_private_key_file is not None and not self.github_app_private_key_file.is_file():
+            raise SettingsError(
+                f"GITHUB_APP_PRIVATE_KEY_FILE: no such file: {self.github_app_private_key_file}"
+            )
         if missing and not self.demo_mode:
             raise SettingsError(
                 f"{' and '.join(missing)} must be set: the service encrypts stored credentials with "
@@ -147,6 +183,19 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as handle:
             json.dump(values, handle)
         return values
+
+    @property
+    def app_mode(self) -> bool:
+        """True when the GitHub App is configured: check runs and installation tokens."""
+        return bool(self.github_app_id)
+
+    def app_private_key(self) -> str:
+        """The App's PEM key, from the setting or its file."""
+        if self.github_app_private_key:
+            return self.github_app_private_key
+        if self.github_app_private_key_file is not None:
+            return self.github_app_private_key_file.read_text()
+        return ""
 
     @property
     def embedded(self) -> bool:

@@ -26,7 +26,7 @@ from middleware.runs.schedule import insert_runs, run_row
 
 #: Run columns taken from `run_row` through the JSON array; the rest are the write's moment.
 RUN_COLUMNS = (
-    *("repository_id", "pipeline_name", "sha", "trigger_kind", "ref", "pr_number"),
+    *("repository_id", "pipeline_name", "sha", "trigger_kind", "attempt", "requested_by", "ref", "pr_number"),
     *("variables", "reason", "state", "ticket"),
 )
 RUN_TIMES = ("created_at", "updated_at", "next_check_at")
@@ -48,16 +48,16 @@ WITH delivery AS (
     SELECT o.delivery_id, o.task, o.payload, %(now)s, %(now)s, false, 0
     FROM json_to_recordset(CAST(%(outbox)s AS json)) AS o(delivery_id text, task text, payload json)
 )
-INSERT INTO runs (repository_id, pipeline_name, sha, trigger_kind, ref, pr_number, variables, reason,
-                  state, ticket, created_at, updated_at, next_check_at,
+INSERT INTO runs (repository_id, pipeline_name, sha, trigger_kind, attempt, requested_by, ref, pr_number,
+                  variables, reason, state, ticket, created_at, updated_at, next_check_at,
                   picked_ticket, attempts, status_seq, posted_seq, tried_seq, unreported)
-SELECT r.repository_id, r.pipeline_name, r.sha, r.trigger_kind, r.ref, r.pr_number, r.variables, r.reason,
-       r.state, r.ticket, %(now)s, %(now)s, %(now)s,
+SELECT r.repository_id, r.pipeline_name, r.sha, r.trigger_kind, r.attempt, r.requested_by, r.ref, r.pr_number,
+       r.variables, r.reason, r.state, r.ticket, %(now)s, %(now)s, %(now)s,
        0, 0, 0, 0, 0, false
 FROM json_to_recordset(CAST(%(runs)s AS json)) AS r(
-    repository_id integer, pipeline_name text, sha text, trigger_kind text, ref text, pr_number integer,
-    variables json, reason text, state text, ticket integer)
-ON CONFLICT (repository_id, pipeline_name, sha, trigger_kind) DO NOTHING
+    repository_id integer, pipeline_name text, sha text, trigger_kind text, attempt integer,
+    requested_by text, ref text, pr_number integer, variables json, reason text, state text, ticket integer)
+ON CONFLICT (repository_id, pipeline_name, sha, trigger_kind, attempt) DO NOTHING
 """
 
 

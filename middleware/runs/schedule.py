@@ -37,6 +37,8 @@ def run_row(trigger: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         "pipeline_name": trigger["pipeline"],
         "sha": trigger["sha"],
         "trigger_kind": trigger["kind"],
+        "attempt": trigger.get("attempt") or 1,
+        "requested_by": trigger.get("requested_by"),
         "ref": trigger["ref"],
         "pr_number": trigger.get("pr_number"),
         "variables": trigger.get("variables") or {},
@@ -57,7 +59,7 @@ def insert_runs(connection: Connection, triggers: Iterable[dict[str, Any]]) -> N
         return
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(Run).on_conflict_do_nothing(
-        index_elements=["repository_id", "pipeline_name", "sha", "trigger_kind"]
+        index_elements=["repository_id", "pipeline_name", "sha", "trigger_kind", "attempt"]
     )
     connection.execute(statement, rows)
 
@@ -72,6 +74,7 @@ def record_run(db: Database, trigger: dict[str, Any]) -> int:
                 Run.pipeline_name == trigger["pipeline"],
                 Run.sha == trigger["sha"],
                 Run.trigger_kind == trigger["kind"],
+                Run.attempt == (trigger.get("attempt") or 1),
             )
         )
     assert found is not None

@@ -1,0 +1,1 @@
+"""Server-rendered pages: blueprints, templates and static files; no logic of their own."""
