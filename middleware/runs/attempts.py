@@ -8,7 +8,7 @@ attempt it made. The caller checks who may ask; this records who did.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from middleware.db import Database
 from middleware.models import Run, RunAction, utcnow
@@ -47,7 +47,7 @@ def new_attempt(db: Database, run_id: int, requested_by: str, *, action: str = "
         new_id = connection.scalar(select(Run.id).where(*key, Run.attempt == attempt))
         assert new_id is not None
         connection.execute(
-            RunAction.__table__.insert().values(
+            insert(RunAction).values(
                 run_id=run_id, action=action, actor=requested_by, at=utcnow(), new_run_id=new_id, detail=""
             )
         )
