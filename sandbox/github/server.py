@@ -30,9 +30,15 @@ class GitHubHandle:
 def start_github(state: GitHubState | None = None, host: str = "127.0.0.1", port: int = 0) -> GitHubHandle:
     app = create_app(state)
     server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="github-stand-in", daemon=True)
+    # A short poll interval: stopping then takes milliseconds, not half a second.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-stand-in", daemon=True
+    )
     thread.start()
-    return GitHubHandle(f"http://{host}:{server.server_port}", app.extensions["github_state"], server, thread)
+    url = f"http://{host}:{server.server_port}"
+    gh: GitHubState = app.extensions["github_state"]
+    gh.api_url = url  # links in the webhooks the stand-in sends point back at it
+    return GitHubHandle(url, gh, server, thread)
 
 
 @contextmanager

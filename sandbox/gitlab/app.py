@@ -13,12 +13,18 @@ repository; every push records its push options (`-o ci.skip`) for tests to chec
 request's head is written to `refs/merge-requests/<iid>/head` of its target project, fetched
 from a fork as GitLab does, so a real `git fetch` of that ref works over smart HTTP. Faults are
 injected with `GitLabState.inject` (or, older, `fault_5xx_rate` and `fail_after_create`).
+
+Pipelines run their jobs for real (pipelines.py); the jobs API, retry, cancel and test reports
+are in jobs.py. Tests drive jobs themselves with `run_jobs = False` or `add_pipeline`, then
+`start_job`, `finish_job`, `fail_job`, `finish_pipeline`, `set_job_log`, `set_test_report` and
+`set_junit_report`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import os
 import random
@@ -27,6 +33,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -36,7 +43,21 @@ from urllib.parse import unquote
 import httpx
 from flask import Flask, Response, g, jsonify, request
 
-from sandbox.gitlab.pipelines import Pipeline, PipelineConfigError, PipelineRunner, git_show, load_jobs
+from sandbox.gitlab import jobs as jobs_api
+from sandbox.gitlab.pipelines import (
+    COMPLETED,
+    Job,
+    Pipeline,
+    PipelineConfigError,
+    PipelineRunner,
+    cancel_job,
+    git_show,
+    load_jobs,
+    process,
+    retry_job,
+    retryable,
+)
+from sandbox.gitlab.reports import JobReport, TestCase, parse_junit
 
 PUSH_LOG = "push-options.log"
 PRE_RECEIVE = """#!/bin/sh
@@ -135,10 +156,19 @@ class GitLabState:
     notes: list[dict[str, Any]] = field(default_factory=list)
     #: Faults waiting for their requests (see `Fault`).
     injected: list[Fault] = field(default_factory=list)
+    #: Every pipeline, by id.
+    pipelines: dict[int, Pipeline] = field(default_factory=dict)
+    #: False: pipelines created through the API do not run their jobs; tests drive them
+    #: (`start_job`, `finish_job`, `fail_job`, `finish_pipeline`).
+    run_jobs: bool = True
+    #: Called after a pipeline or one of its jobs changed (the app sends Pipeline Hooks from it).
+    on_pipeline_change: Callable[[Pipeline], None] | None = None
     bot: dict[str, Any] = field(init=False)
+    runner: PipelineRunner = field(init=False)
 
     def __post_init__(self) -> None:
         self.bot = self.add_user("firecrest-ci-bot", "FirecREST CI")
+        self.runner = PipelineRunner(self._changed, self.lock)
 
     def group_by_path(self, full_path: str) -> dict[str, Any] | None:
         return next((g for g in self.groups.values() if g["full_path"] == full_path), None)
@@ -263,6 +293,215 @@ class GitLabState:
                 if fault.times <= 0:
                     self.injected.remove(fault)
         return fault
+
+    # -- pipelines and jobs (the API's retry and cancel, and tests driving jobs) -------------
+
+    def _changed(self, pipeline: Pipeline) -> None:
+        if self.on_pipeline_change is not None:
+            self.on_pipeline_change(pipeline)
+
+    def pipeline(self, pipeline_id: int) -> Pipeline:
+        """A pipeline by id; KeyError names it when there is none."""
+        with self.lock:
+            found = self.pipelines.get(pipeline_id)
+        if found is None:
+            raise KeyError(f"no pipeline {pipeline_id}")
+        return found
+
+    def _job(self, job_id: int) -> tuple[Pipeline, Job]:
+        with self.lock:
+            for pipeline in self.pipelines.values():
+                job = pipeline.job(job_id)
+                if job is not None:
+                    return pipeline, job
+        raise KeyError(f"no job {job_id}")
+
+    def job(self, job_id: int) -> Job:
+        """A job by id (retried ones included); KeyError names it when there is none."""
+        return self._job(job_id)[1]
+
+    def add_pipeline(
+        self,
+        project: int | str,
+        jobs: Sequence[str | tuple[str, str]] = ("test",),
+        *,
+        ref: str = "main",
+        sha: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> Pipeline:
+        """A pipeline put straight in, its jobs driven by tests: `jobs` are names (stage `test`) or
+        (name, stage) pairs, stages ordered as first met. `sha` defaults to the head of `ref`, or a
+        made-up SHA when the project has no such branch. The first stage's jobs are pending."""
+        found = self.project(project)
+        if sha is None:
+            done = subprocess.run(
+                ["git", "-C", str(self.repo_dir(found)), "rev-parse", "--verify", "--quiet",
+                 f"refs/heads/{ref}^{{commit}}"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            sha = done.stdout.strip() or None
+        with self.lock:
+            pipeline_id = next(self.ids)
+            built = [
+                Job(next(self.ids), spec, "test", [], None, {})
+                if isinstance(spec, str)
+                else Job(next(self.ids), spec[0], spec[1], [], None, {})
+                for spec in jobs
+            ]
+            pipeline = Pipeline(
+                pipeline_id,
+                found["id"],
+                ref,
+                sha or hashlib.sha1(f"pipeline-{pipeline_id}".encode()).hexdigest(),  # noqa: S324 - an id
+                dict(variables or {}),
+                built,
+                stages=list(dict.fromkeys(j.stage for j in built)),
+            )
+            self.pipelines[pipeline.id] = pipeline
+            process(pipeline)
+        self._changed(pipeline)
+        return pipeline
+
+    def set_job_log(self, job_id: int, log: str | bytes, *, append: bool = False) -> None:
+        """The job's trace (raw, ANSI escapes and all), replaced or appended to."""
+        text = log.decode("utf-8", errors="surrogateescape") if isinstance(log, bytes) else log
+        with self.lock:
+            job = self.job(job_id)
+            job.trace = job.trace + text if append else text
+
+    def _driven(self, job_id: int) -> tuple[Pipeline, Job]:
+        pipeline, job = self._job(job_id)
+        if pipeline.workspace is not None:
+            raise ValueError(f"job {job_id} runs for real; set run_jobs = False to drive jobs")
+        if job.retried or job.status in COMPLETED:
+            raise ValueError(f"job {job_id} is {'retried' if job.retried else job.status}")
+        return pipeline, job
+
+    def start_job(self, job_id: int) -> Job:
+        """A created or pending job starts running (a runner picked it)."""
+        with self.lock:
+            pipeline, job = self._driven(job_id)
+            if job.status == "running":
+                raise ValueError(f"job {job_id} is running")
+            job.begin()
+            process(pipeline)
+        self._changed(pipeline)
+        return job
+
+    def finish_job(
+        self,
+        job_id: int,
+        status: str = "success",
+        *,
+        log: str | bytes | None = None,
+        failure_reason: str | None = None,
+    ) -> Job:
+        """A job not yet finished ends `success`, `failed` or `canceled` (started now if it had not
+        started); `log` replaces its trace. The pipeline moves on as GitLab processes it."""
+        if status not in ("success", "failed", "canceled"):
+            raise ValueError(f"a job finishes success, failed or canceled, not {status!r}")
+        with self.lock:
+            pipeline, job = self._driven(job_id)
+            if job.started_at is None and status != "canceled":
+                job.begin()
+            if log is not None:
+                self.set_job_log(job_id, log)
+            job.finish(status, failure_reason)
+            process(pipeline)
+        self._changed(pipeline)
+        return job
+
+    def fail_job(
+        self, job_id: int, *, log: str | bytes | None = None, failure_reason: str = "script_failure"
+    ) -> Job:
+        """`finish_job(job_id, "failed", ...)`."""
+        return self.finish_job(job_id, "failed", log=log, failure_reason=failure_reason)
+
+    def finish_pipeline(self, pipeline_id: int, status: str = "success") -> Pipeline:
+        """Every job that gets to run ends `status`, stage after stage (after a failed stage the
+        rest are skipped); `canceled` cancels the pipeline. Returns the pipeline."""
+        pipeline = self.pipeline(pipeline_id)
+        if status == "canceled":
+            return self.cancel_pipeline(pipeline_id)
+        while True:
+            with self.lock:
+                active = [j for j in pipeline.latest_jobs() if j.status in ("pending", "running")]
+            if not active:
+                return pipeline
+            for job in active:
+                self.finish_job(job.id, status)
+
+    def _report_job(self, pipeline: Pipeline, job: int | str | None) -> Job:
+        latest = pipeline.latest_jobs()
+        if job is None and latest:
+            return latest[0]
+        found = next((j for j in latest if job in (j.id, j.name)), None)
+        if found is None:
+            raise KeyError(f"pipeline {pipeline.id} has no job {job!r}")
+        return found
+
+    def set_test_report(
+        self,
+        pipeline_id: int,
+        cases: Iterable[TestCase | Mapping[str, Any]],
+        *,
+        job: int | str | None = None,
+    ) -> None:
+        """The JUnit report of one of the pipeline's jobs (by id or name; the first job when None):
+        cases as `TestCase`s or dicts of its fields (`name`, `status` success/failed/error/skipped,
+        `classname`, `file`, `execution_time`, `system_output`, `stack_trace`). The pipeline's test
+        report is its latest jobs' reports, one suite per job name."""
+        report = JobReport(cases=[TestCase.of(c) for c in cases])
+        with self.lock:
+            self._report_job(self.pipeline(pipeline_id), job).report = report
+
+    def set_junit_report(
+        self, pipeline_id: int, xml: str | bytes | Path, *, job: int | str | None = None
+    ) -> None:
+        """Like `set_test_report`, from JUnit XML (text or a file) parsed as GitLab parses it; XML that
+        does not parse becomes the suite's `suite_error`, as GitLab shows it."""
+        report = parse_junit(xml)
+        with self.lock:
+            self._report_job(self.pipeline(pipeline_id), job).report = report
+
+    def retry_job(self, job_id: int) -> Job:
+        """`POST /jobs/:id/retry`: the new job; ValueError when the job is not retryable."""
+        with self.lock:
+            pipeline, job = self._job(job_id)
+            if not retryable(job):
+                raise ValueError("Job is not retryable")
+            clone = retry_job(pipeline, job, next(self.ids))
+            process(pipeline)
+        self._changed(pipeline)
+        self.runner.kick(pipeline)
+        return clone
+
+    def retry_pipeline(self, pipeline_id: int) -> Pipeline:
+        """`POST /pipelines/:id/retry`: its failed and canceled jobs retried, skipped ones reset."""
+        with self.lock:
+            pipeline = self.pipeline(pipeline_id)
+            for job in [j for j in pipeline.latest_jobs() if j.status in ("failed", "canceled")]:
+                retry_job(pipeline, job, next(self.ids))
+            process(pipeline)
+        self._changed(pipeline)
+        self.runner.kick(pipeline)
+        return pipeline
+
+    def cancel_job(self, job_id: int) -> Job:
+        """`POST /jobs/:id/cancel`: the job canceled if it can be; the job either way."""
+        with self.lock:
+            pipeline, job = self._job(job_id)
+            changed = cancel_job(job)
+            process(pipeline)
+        if changed:
+            self._changed(pipeline)
+        return job
+
+    def cancel_pipeline(self, pipeline_id: int) -> Pipeline:
+        """`POST /pipelines/:id/cancel`: every cancelable job canceled."""
+        pipeline = self.pipeline(pipeline_id)
+        self.runner.cancel(pipeline)
+        return pipeline
 
 
 def create_app(state: GitLabState) -> Flask:
@@ -507,6 +746,13 @@ def create_app(state: GitLabState) -> Flask:
                 variable[name] = raw if name == "value" else str(raw).lower() == "true"
         return jsonify(variable_json(variable))
 
+    @app.delete("/api/v4/projects/<int:project_id>/variables/<key>")
+    def delete_variable(project_id: int, key: str) -> Response:
+        project = gl.projects.get(project_id)
+        if project is None or project["variables"].pop(key, None) is None:
+            return error(404, "404 Variable Not Found")
+        return Response(status=204)
+
     # -- protected branches and branches ------------------------------------------------
 
     @app.post("/api/v4/projects/<int:project_id>/protected_branches")
@@ -618,40 +864,7 @@ def create_app(state: GitLabState) -> Flask:
     # -- pipelines, jobs, traces and pipeline hooks ------------------------------------------
 
     def pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
-        project = gl.projects[pipeline.project_id]
-        return {
-            "id": pipeline.id,
-            "iid": pipeline.id,
-            "project_id": pipeline.project_id,
-            "sha": pipeline.sha,
-            "ref": pipeline.ref,
-            "status": pipeline.status,
-            "source": "api",
-            "tag": False,
-            "yaml_errors": None,
-            "created_at": pipeline.created_at,
-            "updated_at": pipeline.updated_at,
-            "web_url": f"{base()}/{project['path_with_namespace']}/-/pipelines/{pipeline.id}",
-        }
-
-    def job_json(pipeline: Pipeline, job: Any) -> dict[str, Any]:
-        project = gl.projects[pipeline.project_id]
-        return {
-            "id": job.id,
-            "name": job.name,
-            "stage": job.stage,
-            "status": job.status,
-            "started_at": job.started_at,
-            "finished_at": job.finished_at,
-            "web_url": f"{base()}/{project['path_with_namespace']}/-/jobs/{job.id}",
-            "pipeline": {
-                "id": pipeline.id,
-                "project_id": pipeline.project_id,
-                "ref": pipeline.ref,
-                "sha": pipeline.sha,
-                "status": pipeline.status,
-            },
-        }
+        return jobs_api.pipeline_json(gl, pipeline, base())
 
     def notify(pipeline: Pipeline) -> None:
         """Pipeline Hook callbacks, as GitLab sends them, in the background."""
@@ -673,7 +886,8 @@ def create_app(state: GitLabState) -> Flask:
             },
             "project": {"id": project["id"], "path_with_namespace": project["path_with_namespace"]},
             "builds": [
-                {"id": j.id, "name": j.name, "stage": j.stage, "status": j.status} for j in pipeline.jobs
+                {"id": j.id, "name": j.name, "stage": j.stage, "status": j.status}
+                for j in pipeline.latest_jobs()
             ],
         }
 
@@ -692,9 +906,11 @@ def create_app(state: GitLabState) -> Flask:
 
         threading.Thread(target=send, daemon=True).start()
 
-    runner = PipelineRunner(notify)
-    pipelines: dict[int, Pipeline] = {}
+    gl.on_pipeline_change = notify
+    runner = gl.runner
+    pipelines = gl.pipelines
     app.extensions["gitlab_pipelines"] = pipelines
+    jobs_api.register(app, gl, base, error)
 
     def resolve_component(reference: str) -> str:
         path, _, version = reference.partition("@")
@@ -760,7 +976,13 @@ def create_app(state: GitLabState) -> Flask:
             **{k: v["value"] for k, v in project["variables"].items()},
             **variables,
         }
-        runner.start(pipeline, stages, repo, env)
+        if gl.run_jobs:
+            runner.start(pipeline, stages, repo, env)
+        else:
+            with gl.lock:
+                pipeline.stages = stages
+                process(pipeline)
+            notify(pipeline)
         with gl.lock:
             lose = gl.fail_after_create > 0
             gl.fail_after_create -= int(lose)
@@ -804,34 +1026,6 @@ def create_app(state: GitLabState) -> Flask:
         return jsonify(
             [{"key": k, "value": v, "variable_type": "env_var"} for k, v in pipeline.variables.items()]
         )
-
-    @app.post("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/cancel")
-    def cancel_pipeline(project_id: int, pipeline_id: int) -> Response:
-        pipeline = pipeline_or_404(project_id, pipeline_id)
-        if pipeline is None:
-            return error(404, "404 Not found")
-        if pipeline.status not in ("success", "failed", "canceled", "skipped"):
-            runner.cancel(pipeline)
-        return jsonify(pipeline_json(pipeline))
-
-    @app.get("/api/v4/projects/<int:project_id>/pipelines/<int:pipeline_id>/jobs")
-    def pipeline_jobs(project_id: int, pipeline_id: int) -> Response:
-        pipeline = pipeline_or_404(project_id, pipeline_id)
-        return (
-            jsonify([job_json(pipeline, j) for j in pipeline.jobs])
-            if pipeline
-            else error(404, "404 Not found")
-        )
-
-    @app.get("/api/v4/projects/<int:project_id>/jobs/<int:job_id>/trace")
-    def job_trace(project_id: int, job_id: int) -> Response:
-        for pipeline in pipelines.values():
-            if pipeline.project_id != project_id:
-                continue
-            for job in pipeline.jobs:
-                if job.id == job_id:
-                    return Response(job.trace, mimetype="text/plain")
-        return error(404, "404 Not found")
 
     @app.post("/api/v4/projects/<int:project_id>/hooks")
     def add_hook(project_id: int) -> Response:
@@ -885,17 +1079,7 @@ def create_app(state: GitLabState) -> Flask:
 
     def paginated(items: list[dict[str, Any]]) -> Response:
         """One page, with GitLab's pagination headers and `Link` (python-gitlab follows it)."""
-        per_page = max(1, min(int(request.args.get("per_page", 20)), 100))
-        page = max(1, int(request.args.get("page", 1)))
-        response = jsonify(items[(page - 1) * per_page : page * per_page])
-        response.headers.update(
-            {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(len(items))}
-        )
-        if page * per_page < len(items):
-            query = {**request.args.to_dict(), "page": str(page + 1), "per_page": str(per_page)}
-            following = f"{base()}{request.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
-            response.headers.update({"X-Next-Page": str(page + 1), "Link": f'<{following}>; rel="next"'})
-        return response
+        return jobs_api.paginate(items, base())
 
     def merge_request_json(merge_request: dict[str, Any]) -> dict[str, Any]:
         path = gl.projects[merge_request["project_id"]]["path_with_namespace"]
@@ -1089,6 +1273,11 @@ def create_app(state: GitLabState) -> Flask:
                 u for u in gl.users.values() if wanted is None or u["username"].lower() == wanted.lower()
             ]
         return paginated([user_json(u) for u in found])
+
+    @app.get("/api/v4/user")
+    def current_user() -> Response:
+        """The token's user (python-gitlab's `auth()`): every known token acts as the bot."""
+        return jsonify(user_json(gl.bot))
 
     @app.get("/api/v4/users/<int:user_id>")
     def get_user(user_id: int) -> Response:

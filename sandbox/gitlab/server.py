@@ -38,7 +38,9 @@ def run_gitlab(root: Path, token: str = "glpat-sandbox-token-0123456789") -> Ite
     state.tokens.add(token)
     app = create_app(state)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="gitlab-stand-in", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="gitlab-stand-in", daemon=True
+    )
     thread.start()
     handle = GitLabHandle(
         f"http://127.0.0.1:{server.server_port}",
