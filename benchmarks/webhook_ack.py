@@ -187,6 +187,8 @@ def main() -> int:
         "MIDDLEWARE_SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnop",
         "ADMIN_TOKEN": ADMIN,
         "VERIFY_GITHUB_TOKENS": "0",
+        # Configured but away: a worker refuses to start without GITLAB_URL; runs wait, as measured.
+        "GITLAB_URL": "http://127.0.0.1:9",
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(args.workers),
         "WEB_THREADS": str(args.web_threads),

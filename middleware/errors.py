@@ -5,8 +5,11 @@ none of them can is the storage being unreachable, which may happen on any query
 `storage_unavailable` tells that apart from a bug (a DataError from input no check
 caught stays a 500, so that tests find it), and `register` answers it with 503 on
 every route, JSON under `/api/`, plain text elsewhere. The GitHub intake catches it
-itself, to count and log the delivery and to tell GitHub to redeliver. `register`
-also makes JSON nested too deep for the parser fail like any other invalid JSON.
+itself, to count and log the delivery and to tell GitHub to redeliver. The same goes for
+stored credentials no key of the configured ring opens (`KeyRingMismatch`): the operator
+must restore the ring, so every route answers 503 and it is logged at ERROR, never with a
+secret. `register` also makes JSON nested too deep for the parser fail like any other
+invalid JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from middleware.crypto import KeyRingMismatch
 from middleware.logs import logger
 
 #: Failures of reaching the database, as opposed to failures of a statement.
@@ -36,6 +40,18 @@ def unavailable_text(error: BaseException) -> str:
     return f"storage unavailable ({type(error).__name__})"
 
 
+def key_ring_mismatch(error: KeyRingMismatch, **where: object) -> str:
+    """Log, at ERROR, that stored credentials cannot be decrypted; the text to answer with.
+
+    Only the error's kind and `where` are logged: its text is fixed, it holds no secret.
+    """
+    logger().error(
+        "stored credentials cannot be decrypted: restore MIDDLEWARE_SECRET_KEY(S)",
+        extra={**where, "error": type(error).__name__},
+    )
+    return str(error)
+
+
 class _JSONProvider(DefaultJSONProvider):
     """`request.get_json(silent=True)` catches ValueError only; a body like `[[[[…` raises RecursionError."""
 
@@ -47,7 +63,8 @@ class _JSONProvider(DefaultJSONProvider):
 
 
 def register(app: Flask) -> None:
-    """Answer an unreachable database with 503 on every route; any other database error is a bug."""
+    """Answer an unreachable database, and stored credentials the key ring cannot open, with 503
+    on every route; any other database error is a bug."""
     app.json = _JSONProvider(app)
 
     @app.errorhandler(SQLAlchemyError)
@@ -66,4 +83,14 @@ def register(app: Flask) -> None:
             answer = Response(text + "\n", mimetype="text/plain")
         answer.status_code = 503
         answer.headers["Retry-After"] = "30"
+        return answer
+
+    @app.errorhandler(KeyRingMismatch)
+    def _key_ring_mismatch(error: KeyRingMismatch) -> Response:
+        text = key_ring_mismatch(error, path=request.path)
+        if request.path.startswith("/api/"):
+            answer = jsonify({"error": text})
+        else:
+            answer = Response(text + "\n", mimetype="text/plain")
+        answer.status_code = 503
         return answer

@@ -1,14 +1,20 @@
-"""gunicorn settings for the middleware. Migrations run once, in the master, before workers fork."""
+"""gunicorn settings for the middleware, from the same Settings (a wrong value refuses to start
+in one line). Migrations run once, in the master, before workers fork, unless MIGRATE_ON_START is
+off: with several web replicas, run `firecrest-ci-middleware migrate` once per upgrade instead."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from typing import Any
 
-bind = os.environ.get("BIND", "127.0.0.1:8080")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+from middleware.settings import Settings, refuse_to_start
+
+with refuse_to_start():
+    _settings = Settings().resolved()
+
+bind = _settings.bind
+workers = _settings.web_concurrency or multiprocessing.cpu_count() * 2
+threads = _settings.web_threads
 worker_class = "gthread" if threads > 1 else "sync"
 keepalive = 5
 timeout = 30
@@ -19,7 +25,6 @@ errorlog = "-"
 
 def on_starting(_server: Any) -> None:
     from middleware.migrate import upgrade
-    from middleware.settings import Settings, refuse_to_start
 
-    with refuse_to_start():
-        upgrade(Settings().resolved().database_url)
+    if _settings.migrate_on_start:
+        upgrade(_settings.database_url)

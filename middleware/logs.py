@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 LOGGER = "firecrest_ci.middleware"
@@ -22,15 +23,20 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return
 
 
+def json_formatter(*, leave_out: tuple[str, ...] = ()) -> logging.Formatter:
+    """One JSON object per record: `time`, `level`, `name`, `message` and the record's extras,
+    but those named in `leave_out`."""
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "asctime": "time"},
+        reserved_attrs=[*RESERVED_ATTRS, *leave_out],
+    )
+
+
 def configure(json_lines: bool = True, level: int = logging.INFO) -> None:
     handler = _StderrHandler()
     if json_lines:
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"levelname": "level", "asctime": "time"},
-            )
-        )
+        handler.setFormatter(json_formatter())
     logger = logging.getLogger(LOGGER)
     logger.handlers[:] = [handler]
     logger.setLevel(level)

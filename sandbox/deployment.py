@@ -10,7 +10,10 @@ person pressing "Redeliver" would). The tally then checks the delivery
 guarantee: every trigger of an accepted delivery reached one final outcome,
 reported to the GitHub stand-in, with at most one pipeline per run and one
 final status per commit and context. The scenario tests and the benchmark
-(`benchmarks/delivery_guarantee.py`) share it.
+(`benchmarks/delivery_guarantee.py`) share it. Scaled out (`webs`, `workers`, `front`),
+it is the documented shape past one machine: several gunicorn instances behind the
+nginx front of deploy/nginx and several named Celery workers, on one Redis and one
+PostgreSQL (tests/deploy/test_scale_out.py).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from middleware.sources.github.signature import sign
 from sandbox.bitbucket.app import BitbucketState
 from sandbox.bitbucket.server import BitbucketHandle, run_bitbucket
 from sandbox.demo_loop import GH_TOKEN, free_port
+from sandbox.front import Front
 from sandbox.github.server import GitHubHandle, run_github
 from sandbox.gitlab.server import GitLabHandle, run_gitlab
 from sandbox.servers import PostgresCluster, RedisServer
@@ -100,33 +104,54 @@ class Deployment:
     provider: str = "github"
     source_gitlab: GitLabHandle | None = None
     bitbucket: BitbucketHandle | None = None
+    #: Scaled out: the BIND of every gunicorn instance, the gunicorn instances after the first,
+    #: the named workers (node name -> process; logs worker-<name>.log) and the nginx front.
+    binds: list[str] = field(default_factory=list)
+    more_webs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    named_workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    front: Front | None = None
 
     # -- processes ---------------------------------------------------------------------
 
-    def start_web(self) -> None:
-        log = open(self.root / "web.log", "a")  # noqa: SIM115 - the process owns it
-        self.web = subprocess.Popen(
+    def start_web(self, instance: int = 0) -> None:
+        """gunicorn on BIND; instance n > 0 is one more, on a port of its own (log web-<n>.log)."""
+        bind = self.env["BIND"] if instance == 0 else f"127.0.0.1:{free_port()}"
+        name = "web" if instance == 0 else f"web-{instance}"
+        log = open(self.root / f"{name}.log", "a")  # noqa: SIM115 - the process owns it
+        process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "middleware" / "gunicorn.conf.py"),
              "middleware.wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**self.env, "BIND": bind}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        if instance == 0:
+            self.web = process
+        else:
+            self.more_webs.append(process)
+        if bind not in self.binds:
+            self.binds.append(bind)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://{bind}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not start: {self.log('web')[-2000:]}")
+        raise RuntimeError(f"gunicorn did not start: {self.log(name)[-2000:]}")
 
-    def start_worker(self) -> None:
-        log = open(self.root / "worker.log", "a")  # noqa: SIM115 - the process owns it
-        self.worker = subprocess.Popen(
+    def start_worker(self, name: str | None = None) -> None:
+        """The worker; a named one is one more, node <name>@<host>, logging each task (INFO) to
+        worker-<name>.log, so that what each worker did can be told apart."""
+        log = open(self.root / ("worker.log" if name is None else f"worker-{name}.log"), "a")  # noqa: SIM115
+        process = subprocess.Popen(
             [str(BIN / "celery"), "-A", "middleware.worker:celery", "worker", "--pool=solo",
-             "-Q", "firecrest-ci", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
-             "--without-mingle"],
+             "-Q", "firecrest-ci", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             *(["--loglevel=WARNING"] if name is None else ["--loglevel=INFO", "-n", f"{name}@%h"])],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        if name is None:
+            self.worker = process
+        else:
+            self.named_workers[name] = process
 
     def kill_worker(self) -> None:
         """SIGKILL: the worker dies wherever it is, holding whatever it held."""
@@ -135,7 +160,9 @@ class Deployment:
             self.worker.wait()
 
     def stop(self) -> None:
-        for process in (self.worker, self.web):
+        if self.front is not None:
+            self.front.stop()
+        for process in (self.worker, *self.named_workers.values(), self.web, *self.more_webs):
             if process is not None and process.poll() is None:
                 process.terminate()
                 try:
@@ -156,7 +183,8 @@ class Deployment:
         if status != 202:
             raise RuntimeError(f"the warm-up delivery got {status}")
         if self.wait_drained({sha}, timeout) >= timeout:
-            raise RuntimeError(f"the warm-up push did not finish: {self.log('worker')[-3000:]}")
+            logs = "".join(self.log(n) for n in ("worker", *(f"worker-{w}" for w in self.named_workers)))
+            raise RuntimeError(f"the warm-up push did not finish: {logs[-3000:]}")
         self.github.state.statuses.clear()
         self.gitlab.pipelines.clear()
 
@@ -411,10 +439,20 @@ def tally(deployment: Deployment, burst: Burst) -> Tally:
 
 @contextmanager
 def deployed(
-    root: Path, *, persistence: bool = False, provider: str = "github", **settings: str
+    root: Path,
+    *,
+    persistence: bool = False,
+    provider: str = "github",
+    webs: int = 1,
+    workers: int = 1,
+    front: bool = False,
+    **settings: str,
 ) -> Iterator[Deployment]:
     """Everything up: own Redis (AOF only if asked) and PostgreSQL, stand-ins, gunicorn, one worker,
-    and the repository registered from `provider` with one pipeline `cpu` on branches `b*`."""
+    and the repository registered from `provider` with one pipeline `cpu` on branches `b*`.
+    Scaled out: `webs` gunicorn instances, `workers` named workers (w1@host, w2@host, ...) rather
+    than the one unnamed, and with `front` every request through nginx (deploy/nginx, one
+    upstream server per gunicorn instance)."""
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     with ExitStack() as stack:
         broker = stack.enter_context(RedisServer(root / "redis", persistence=persistence))
@@ -457,8 +495,17 @@ def deployed(
             env.update(BITBUCKET_API_URL=deployment.bitbucket.api_url, BITBUCKET_URL=deployment.bitbucket.url)
         stack.callback(deployment.stop)
         _source(deployment)
-        deployment.start_web()
-        deployment.start_worker()
+        for instance in range(webs):
+            deployment.start_web(instance)
+        if front:
+            deployment.front = Front(deployment.binds)
+            deployment.front.start()
+            deployment.url = deployment.front.url
+        if workers == 1:
+            deployment.start_worker()
+        else:
+            for number in range(1, workers + 1):
+                deployment.start_worker(f"w{number}")
         _register(deployment)
         deployment.warm_up()
         yield deployment

@@ -3,7 +3,9 @@
 The middleware's gunicorn runs sync workers, which a slow client can hold; the documented
 deployment puts a buffering nginx in front (deploy/nginx/). Tests and `make bench-webhooks`
 run that very configuration: `Front` renders deploy/nginx/templates/firecrest-ci.conf.template
-for a given upstream and a free loopback port, links deploy/nginx/snippets beside it, and runs
+for a given upstream (one gunicorn, or several: one `server` line each) and a free loopback port,
+with templates/firecrest-ci-tls.conf.template too when given a certificate, links
+deploy/nginx/snippets beside it, and runs
 nginx as a child process with its own prefix, pid file, logs and temporary directories, so
 nothing under /etc/nginx or /var is read or written.
 """
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -32,6 +35,7 @@ from sandbox.servers import LOOPBACK, _let_user_reach, _log_tail
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "nginx"
 TEMPLATE = DEPLOY / "templates" / "firecrest-ci.conf.template"
+TLS_TEMPLATE = DEPLOY / "templates" / "firecrest-ci-tls.conf.template"
 SNIPPETS = DEPLOY / "snippets"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -49,17 +53,37 @@ def nginx_binary() -> str:
     return found
 
 
-def render(upstream: str, listen: str) -> str:
-    """The deployment template with its two placeholders filled; nginx's own `$vars` stay."""
-    values = {"FIRECREST_CI_UPSTREAM": upstream, "FIRECREST_CI_LISTEN": listen}
+def render(upstream: str | Sequence[str], listen: str) -> str:
+    """The deployment template with its two placeholders filled; nginx's own `$vars` stay.
+    Several upstreams (web replicas) get one `server` line each, as an operator would add them."""
+    servers = [upstream] if isinstance(upstream, str) else list(upstream)
+    text = fill_template(TEMPLATE, {"FIRECREST_CI_UPSTREAM": servers[0], "FIRECREST_CI_LISTEN": listen})
+    first = f"    server {servers[0]};\n"
+    if first not in text:
+        raise ValueError(f"{TEMPLATE} has no `server ${{FIRECREST_CI_UPSTREAM}};` line to add replicas after")
+    return text.replace(first, "".join(f"    server {server};\n" for server in servers), 1)
+
+
+def render_tls(listen: str, certificate: Path, key: Path) -> str:
+    """The TLS template for a certificate and its key (PEM files)."""
+    values = {
+        "FIRECREST_CI_TLS_LISTEN": listen,
+        "FIRECREST_CI_TLS_CERTIFICATE": str(certificate),
+        "FIRECREST_CI_TLS_CERTIFICATE_KEY": str(key),
+    }
+    return fill_template(TLS_TEMPLATE, values)
+
+
+def fill_template(template: Path, values: dict[str, str]) -> str:
+    """envsubst restricted to FIRECREST_CI_* names, refusing a placeholder without a value."""
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         if name not in values:
-            raise ValueError(f"{TEMPLATE} has a placeholder ${{{name}}} that render() does not fill")
+            raise ValueError(f"{template} has a placeholder ${{{name}}} that is not filled")
         return values[name]
 
-    return _PLACEHOLDER.sub(fill, TEMPLATE.read_text())
+    return _PLACEHOLDER.sub(fill, template.read_text())
 
 
 def _worker_user() -> tuple[str, str] | None:
@@ -83,9 +107,19 @@ class Front:
     permissions they need to reach those temporary directories.
     """
 
-    def __init__(self, upstream: str, directory: Path | None = None, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        upstream: str | Sequence[str],
+        directory: Path | None = None,
+        *,
+        workers: int = 1,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.upstream = upstream
         self.workers = workers
+        #: (certificate, key): also serve HTTPS on `tls_port` through the TLS template.
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
         self._owns_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="firecrest-ci-nginx-")).resolve()
         self.conf = self.directory / "conf" / "nginx.conf"
@@ -98,6 +132,12 @@ class Front:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("this front serves no TLS")
+        return f"https://{LOOPBACK}:{self.tls_port}"
 
     @property
     def pid(self) -> int | None:
@@ -115,6 +155,11 @@ class Front:
         if not snippets.exists():
             snippets.symlink_to(SNIPPETS, target_is_directory=True)
         self.site.write_text(render(self.upstream, f"{LOOPBACK}:{self.port}"))
+        includes = ["    include conf.d/firecrest-ci.conf;"]
+        if self.tls is not None:
+            tls_site = self.site.with_name("firecrest-ci-tls.conf")
+            tls_site.write_text(render_tls(f"{LOOPBACK}:{self.tls_port}", *self.tls))
+            includes.append(f"    include conf.d/{tls_site.name};")
         temp = self.directory / "temp"
         temp.mkdir(exist_ok=True)
         user = _worker_user()
@@ -130,7 +175,7 @@ class Front:
                 f"    {kind}_temp_path {temp / kind};"
                 for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
             ),
-            "    include conf.d/firecrest-ci.conf;",
+            *includes,
             "}",
         ]
         self.conf.write_text("\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start (or stop) the real services the test suite uses: Redis as the Celery
 # broker and PostgreSQL as the production database. Installs Debian's
-# redis-server and postgresql when they are missing, and nginx, the front the
+# redis-server and postgresql when they are missing, Debian's chromium and
+# chromium-driver for the pages' browser tests, and nginx, the front the
 # tests and `make bench-webhooks` run from deploy/nginx (never started as a
 # system service: sandbox/front.py runs it on loopback). Installing takes root,
 # or passwordless sudo (GitHub's hosted runners); the services themselves run
@@ -29,6 +30,14 @@ install_missing() {
   command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
   pg_bin >/dev/null 2>&1 || packages+=(postgresql)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+  # The pages' browser tests: Debian's headless Chromium and its driver (Selenium is pointed
+  # at /usr/bin/chromedriver, so it never downloads one).
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
+  [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+  # promtool, which checks the example alert rules in deploy/prometheus/.
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  # `systemd-analyze verify` of deploy/systemd (it needs no running systemd; slim images lack it).
+  command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
   [ ${#packages[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
     echo "services.sh: missing ${packages[*]}, not root and no passwordless sudo: install them" \

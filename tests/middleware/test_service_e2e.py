@@ -116,6 +116,8 @@ def start_service(
         "ADMIN_TOKEN": ADMIN,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GITHUB_API_URL": github.url,
+        # Configured but away: runs wait (a transient fault) instead of ending `error` at once.
+        "GITLAB_URL": "http://127.0.0.1:9",
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "DATA_DIR": str(tmp / "state"),
