@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench bench-webhooks bench-loop bench-faults lock clean
+.PHONY: demo test lint docs screenshots bench bench-webhooks bench-loop bench-faults lock clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Regenerate the README's tables of the Action's inputs and outputs from action.yml.
+## Refresh the README's screenshots of the pages: the browser tests take them (build/screenshots/).
+SHOWN := sign-in repositories setup runs run-running job-log
+screenshots: $(STAMP)
+	./scripts/services.sh start > .services.env
+	set -a && . ./.services.env && set +a && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+	mkdir -p docs/screenshots
+	for name in $(SHOWN); do cp build/screenshots/small/$$name.png docs/screenshots/$$name.png; done
+
+## Regenerate the README's tables of the Action's inputs and outputs from action.yml, and
+## docs/settings.md from the middleware's Settings model.
 docs: $(STAMP)
 	$(BIN)/python scripts/action_docs.py
+	$(BIN)/python scripts/settings_docs.py
 
 ## Print the runner's overhead and FirecREST request figures against a 10 s polling baseline.
 bench: $(STAMP)
@@ -57,10 +67,13 @@ bench-faults: $(STAMP)
 	./scripts/services.sh start > /dev/null
 	$(BIN)/python -m benchmarks.delivery_guarantee $(BENCH_ARGS)
 
-## Regenerate the pinned requirements from pyproject.toml.
+## Regenerate the pinned requirements from pyproject.toml: the Action's image, the dev tools, and the
+## middleware's image (Dockerfile.middleware: hash-pinned at the versions the tests ran).
 lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes pyproject.toml -o requirements/runtime.txt
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra dev -o requirements/dev.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes pyproject.toml --extra middleware \
+		-c requirements/dev.txt -o requirements/middleware.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

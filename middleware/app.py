@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from middleware import errors, logs
 from middleware.crypto import SecretBox
 from middleware.db import Database
+from middleware.health import GitLabProbe
 from middleware.migrate import upgrade
 from middleware.ops import Metrics
 from middleware.runs.dispatcher import Dispatcher
@@ -24,6 +25,7 @@ from middleware.runs.tasks import make_celery, register_tasks
 from middleware.services import EXTENSION, Services
 from middleware.settings import MAX_WEBHOOK_BYTES, Settings
 from middleware.sources import catalogue
+from middleware.sources.github.app_auth import GitHubApp
 from middleware.sources.github.tokens import TokenChecker
 from middleware.sources.github.users import UserResolver
 
@@ -33,7 +35,7 @@ def create_app(
     *,
     check_github_token: Callable[[str, str], bool] | None = None,
     resolve_github_users: Callable[[str, list[str]], dict[str, int]] | None = None,
-    migrate: bool = True,
+    migrate: bool | None = None,
 ) -> Flask:
     settings = (settings or Settings()).resolved()
     logs.configure(settings.log_json, logging.getLevelName(settings.log_level))
@@ -50,19 +52,20 @@ def create_app(
         )
     if settings.database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if migrate:
+    if settings.migrate_on_start if migrate is None else migrate:
         upgrade(settings.database_url)
 
     app = Flask("middleware")
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     db = Database(settings.database_url)
     celery = make_celery(settings, app)
-    box = SecretBox(settings.middleware_secret_key)
+    box = SecretBox(settings.secret_key_ring())
+    github_app = GitHubApp(settings) if settings.app_mode else None
     workbench = None
     if settings.gitlab_url:
-        workbench = partial(Workbench.build, settings, db, box)
+        workbench = partial(Workbench.build, settings, db, box, github_app=github_app)
     resolver = resolve_github_users or UserResolver(settings.github_api_url)
-    register_tasks(celery, db, settings, workbench, resolver, box)
+    register_tasks(celery, db, settings, workbench, resolver, box, github_app=github_app)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         db=db,
@@ -72,8 +75,9 @@ def create_app(
         resolve_github_users=resolver,
         sources=catalogue.build(settings, db),
         celery=celery,
+        github_app=github_app,
     )
-    app.extensions["firecrest_ci_metrics"] = Metrics()
+    app.extensions["firecrest_ci_metrics"] = Metrics(GitLabProbe(settings.gitlab_url, settings.gitlab_token))
 
     from middleware import openapi, ops
     from middleware.intake import pipeline_hooks as gitlab_hook
@@ -83,9 +87,20 @@ def create_app(
 
     for blueprint in (ops.bp, registry_api.bp, trigger_api.bp, intake.bp, gitlab_hook.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    from middleware.registry import runs_api
+    from middleware.web import runs as web_runs
+
+    app.register_blueprint(runs_api.bp)  # POST /api/runs/<id>/cancel|retry|restart
+    app.register_blueprint(web_runs.bp)  # the run viewer's pages
+    from middleware.web import pages
+    from middleware.web.security import is_page_request
+
+    pages.register(app, settings)  # sign-in, repositories, setup, audit; CSRF, CSP, sessions
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        if is_page_request():
+            return pages.error_page(error)
         code = error.code or 500
         text = {
             413: f"the body is larger than {MAX_WEBHOOK_BYTES // (1024 * 1024)} MB",

@@ -23,6 +23,12 @@ class Registration:
     webhook_secret: str
     notification_token_enc: str
     clone_url: str = ""
+    #: The provider's stable repository id, once known (GitHub's numeric id, as text).
+    source_id: str | None = None
+    #: Why its credentials are disabled (the App was removed), or None: nothing runs meanwhile.
+    disabled: str | None = None
+    #: The GitHub App installation reporting for it (App mode), once known.
+    installation_id: int | None = None
 
 
 class RegistrationCache:
@@ -44,6 +50,12 @@ class RegistrationCache:
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[full_name] = (time.monotonic() + self._ttl, value)
+
+    def discard(self, *keys: str) -> None:
+        """Forget these entries (a registration renamed or changed by the intake itself)."""
+        with self._lock:
+            for key in keys:
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

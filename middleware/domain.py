@@ -139,7 +139,41 @@ class OtherEvent:
     action: str | None = None
 
 
-Event = PingEvent | PushEvent | PullRequestEvent | CommentEvent | OtherEvent
+@dataclass(frozen=True)
+class RerunEvent:
+    """Someone asked the source to run a commit's checks again (GitHub's "Re-run" on a check run
+    or on a check suite): a new attempt of the runs it names, under the same trust rules."""
+
+    repository: str
+    head_sha: str
+    sender: str
+    #: The sender's stable id (trust follows ids).
+    sender_id: UserId | None
+    #: The id of the App (integration) that made the check run or suite: only ours count.
+    app_id: int | None
+    #: The run a check run names (its external_id); None for a whole check suite.
+    run_id: int | None = None
+    #: check_run or check_suite, for texts.
+    scope: str = "check_run"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A recorded run, as the policy sees it when asked to run it again (read by the intake)."""
+
+    id: int
+    pipeline: str
+    ref: str
+    sha: str
+    kind: str
+    attempt: int
+    #: Whether it has ended (a run still going is not run again beside itself).
+    finished: bool
+    pr_number: int | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+Event = PingEvent | PushEvent | PullRequestEvent | CommentEvent | RerunEvent | OtherEvent
 
 
 # -- decisions ------------------------------------------------------------------
@@ -157,10 +191,14 @@ class Trigger:
     reason: str
     variables: dict[str, str] = field(default_factory=dict)
     pr_number: int | None = None
+    #: 1 for what a delivery starts; a re-run asks for the next attempt of a run.
+    attempt: int = 1
+    #: Who asked for a re-run (their login), for the run's record.
+    requested_by: str | None = None
 
-    def key(self) -> tuple[int, str, str, str]:
+    def key(self) -> tuple[int, str, str, str, int]:
         """Idempotency key of the Run this trigger makes."""
-        return (self.repository_id, self.pipeline, self.sha, self.kind.value)
+        return (self.repository_id, self.pipeline, self.sha, self.kind.value, self.attempt)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflict",
         422: "Invalid fields",
         502: "Source unavailable",
+        503: "Unavailable",
     }
     return {str(c): _json({"$ref": "#/components/schemas/Error"}, texts[c]) for c in codes}
 
@@ -236,6 +237,9 @@ def build_spec() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/runs/{run_id}/cancel": _run_action("Cancel the run's pipeline; the run ends canceled"),
+            "/api/runs/{run_id}/retry": _run_action("Retry the failed jobs of an ended run's pipeline"),
+            "/api/runs/{run_id}/restart": _run_action("Start the next attempt of an ended run", created=True),
             "/api/trigger": {
                 "post": {
                     "summary": "Trigger a pipeline (ref: main | pr:N | tag:T | sha:S)",
@@ -353,6 +357,31 @@ def _source_webhook(summary: str, *, provider: bool = False) -> dict[str, Any]:
             }
         ]
     return {"post": operation}
+
+
+def _run_action(summary: str, *, created: bool = False) -> dict[str, Any]:
+    """A run action (middleware.registry.runs_api), recorded as done by `operator`."""
+    outcome = {
+        "type": "object",
+        "properties": {
+            "run_id": {"type": "integer"},
+            "action": {"type": "string", "enum": ["cancel", "retry", "restart"]},
+            "message": {"type": "string"},
+            "run_url": {"type": "string"},
+            "new_run_id": {"type": "integer", "description": "restart: the new attempt's run"},
+            "new_run_url": {"type": "string"},
+        },
+        "required": ["run_id", "action", "message"],
+    }
+    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    answer = {"201": _json(outcome, "Created")} if created else {"200": _json(outcome)}
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [run_id],
+            "responses": {**answer, **_errors(401, 404, 409, 502, 503)},
+        }
+    }
 
 
 def _pipeline_hook(summary: str) -> dict[str, Any]:

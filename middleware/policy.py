@@ -19,10 +19,14 @@ branch name (`main`), a pull request becomes `pr-<n>`, a tag `refs/tags/<t>`.
   variables must be allowed by each pipeline that narrows them with its own list.
 - Branch and tag names git would refuse run nothing ("invalid ref"), here
   rather than failing in the mirror on every retry.
+- A re-run (GitHub's "Re-run" on a check run or suite) counts only for this
+  service's own App, and starts the next attempt of each finished run it names
+  whose pipeline trusts the sender (by numeric id, as for comments).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from middleware.commands import CommandError, check_allowed_variables, parse_command
@@ -37,6 +41,8 @@ from middleware.domain import (
     PullRequestEvent,
     PushEvent,
     RepositoryConfig,
+    RerunEvent,
+    RunRef,
     Trigger,
     TriggerKind,
     UserId,
@@ -184,7 +190,60 @@ def _comment(event: CommentEvent, repo: RepositoryConfig, prefix: str) -> Decisi
     )
 
 
-def decide(event: Event, repo: RepositoryConfig, *, prefix: str = "firecrest-ci") -> Decision:
+def _rerun(event: RerunEvent, repo: RepositoryConfig, runs: Sequence[RunRef], app_id: int | None) -> Decision:
+    what = event.scope.replace("_", " ")
+    if app_id is None or event.app_id != app_id:
+        return Decision(reason=f"re-run of a {what} this service did not make")
+    if not is_sha(event.head_sha):
+        return Decision(reason=f"re-run of a {what} without a head commit SHA")
+    if not runs:
+        return Decision(reason=f"re-run of a {what}: no run of {event.head_sha[:12]} here to run again")
+    known = {p.name: p for p in repo.pipelines}
+    triggers: list[Trigger] = []
+    untrusted: list[str] = []
+    going: list[str] = []
+    for run in runs:
+        pipeline = known.get(run.pipeline)
+        if pipeline is None:
+            continue  # the pipeline was removed since
+        if not _trusted(repo, pipeline, event.sender_id):
+            untrusted.append(run.pipeline)
+        elif not run.finished:
+            going.append(run.pipeline)
+        else:
+            attempt = run.attempt + 1
+            triggers.append(
+                Trigger(
+                    repo.id, run.pipeline, run.ref, run.sha, TriggerKind(run.kind),
+                    f"re-run by {event.sender} (attempt {attempt})",
+                    variables=dict(run.variables), pr_number=run.pr_number,
+                    attempt=attempt, requested_by=event.sender,
+                )
+            )  # fmt: skip
+    if triggers:
+        return Decision(triggers=tuple(triggers))
+    if untrusted:
+        return Decision(
+            reason=f"re-run requested by {event.sender}, who is not trusted for {', '.join(untrusted)}; "
+            "only trusted users can run pipelines again"
+        )
+    if going:
+        return Decision(reason=f"re-run of {', '.join(going)}: still running; cancel it or wait for its end")
+    return Decision(reason=f"re-run of a {what}: its pipelines are no longer configured")
+
+
+def decide(
+    event: Event,
+    repo: RepositoryConfig,
+    *,
+    prefix: str = "firecrest-ci",
+    runs: Sequence[RunRef] = (),
+    app_id: int | None = None,
+) -> Decision:
+    """`runs` and `app_id` matter for a re-run only: the runs it names (read by the intake),
+    and this service's GitHub App (None in token mode)."""
+    if isinstance(event, RerunEvent):
+        return _rerun(event, repo, runs, app_id)
     if isinstance(event, PushEvent):
         return _push(event, repo)
     if isinstance(event, PullRequestEvent):

@@ -13,6 +13,7 @@ from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.settings import Settings
 from middleware.sources.base import Source
+from middleware.sources.github.app_auth import GitHubApp
 
 EXTENSION = "firecrest_ci"
 
@@ -32,6 +33,8 @@ class Services:
     sources: dict[str, Source] = field(default_factory=dict)
     celery: Any = None
     registrations: RegistrationCache = field(default_factory=RegistrationCache)
+    #: The GitHub App (App mode: GITHUB_APP_ID set), else None (token mode).
+    github_app: GitHubApp | None = None
 
 
 def services() -> Services:

@@ -185,10 +185,14 @@ def wait_status(github: Any, sha: str, timeout: float = 180) -> dict[str, Any]:
     raise TimeoutError(f"no final status for {sha}")
 
 
-def show_pipeline(client: gitlab.Gitlab, repo_id: int, url: str) -> None:
+def show_pipeline(client: gitlab.Gitlab, url: str, repo_id: int, sha: str) -> None:
+    """The run's GitLab pipeline and its job logs (the status links to the run's page instead)."""
+    runs = httpx.get(
+        f"{url}/api/repositories/{repo_id}/runs", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+    ).json()
+    (run,) = [r for r in runs["runs"] if r["sha"] == sha]
     project = client.projects.get(f"firecrest-ci/{repo_id}/cpu")
-    pipeline_id = int(url.rstrip("/").rsplit("/", 1)[-1])
-    pipeline = project.pipelines.get(pipeline_id)
+    pipeline = project.pipelines.get(int(run["gitlab_pipeline_id"]))
     print(f"   mirror project {project.path_with_namespace}, branch {pipeline.ref} at {pipeline.sha[:12]}")
     for job in pipeline.jobs.list():
         print(f"   pipeline {pipeline.id} job '{job.name}': {job.status}; its log:")
@@ -249,7 +253,7 @@ def main() -> int:
                     answer = deliver(url, repo["webhook_secret"], sha)
                     say(f"pushed {message} {sha[:12]}; webhook: {answer.status_code} {answer.text.strip()}")
                     status = wait_status(gh, sha)
-                    show_pipeline(client, repo["id"], status["target_url"])
+                    show_pipeline(client, url, repo["id"], sha)
                     results.append(status["state"] == expected)
                     say(f"commit {sha[:12]} ended '{status['state']}' (expected '{expected}')")
             finally:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from middleware.cache import Registration
+from middleware.crypto import KeyRingMismatch
 from middleware.domain import (
     CommentEvent,
     Decision,
@@ -31,10 +32,13 @@ from middleware.domain import (
     PingEvent,
     PullRequestEvent,
     PushEvent,
+    RerunEvent,
     Trigger,
 )
-from middleware.errors import storage_unavailable, unavailable_text
+from middleware.errors import key_ring_mismatch, storage_unavailable, unavailable_text
+from middleware.intake import app_events
 from middleware.intake.approvals import judge
+from middleware.intake.reruns import runs_to_rerun
 from middleware.intake.store import Accepted, store
 from middleware.logs import logger
 from middleware.models import Delivery as DeliveryRow
@@ -54,6 +58,8 @@ from middleware.sources.base import (
     Refusal,
     Source,
 )
+from middleware.sources.github import events as github_events
+from middleware.sources.github.installations import EVENTS as INSTALLATION_EVENTS
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -93,22 +99,37 @@ def trigger_payload(delivery_id: str | None, trigger: Trigger) -> dict[str, Any]
         "variables": dict(trigger.variables),
         "pr_number": trigger.pr_number,
         "delivery_id": delivery_id,
+        "attempt": trigger.attempt,
+        "requested_by": trigger.requested_by,
     }
 
 
-def _registration(provider: str, full_name: str) -> Registration | None:
-    """The registration named in the payload, from the cache or the database."""
+def _cache_key(provider: str, full_name: str, source_id: str | None) -> str:
+    return f"{provider}#{source_id}" if source_id else f"{provider}:{full_name}"
+
+
+def _registration(provider: str, full_name: str, source_id: str | None = None) -> Registration | None:
+    """The registration of the payload's repository, from the cache or the database: by the
+    provider's repository id first when given (App mode: a renamed repository keeps its
+    registration), then by name."""
     svc = services()
-    key = f"{provider}:{full_name}"
+    key = _cache_key(provider, full_name, source_id)
     cached, value = svc.registrations.get(key)
     if cached:
         return value
     with svc.db.session() as session:
-        repo = session.scalar(
+        query = (
             select(Repository)
-            .where(Repository.provider == provider, Repository.full_name == full_name)
+            .where(Repository.provider == provider)
             .options(selectinload(Repository.pipelines))
         )
+        if source_id:
+            found = session.scalars(
+                query.where(or_(Repository.source_id == source_id, Repository.full_name == full_name))
+            ).all()
+            repo = next((r for r in found if r.source_id == source_id), found[0] if found else None)
+        else:
+            repo = session.scalar(query.where(Repository.full_name == full_name))
         value = None
         if repo is not None:
             value = Registration(
@@ -116,9 +137,75 @@ def _registration(provider: str, full_name: str) -> Registration | None:
                 svc.box.open(repo.webhook_secret_enc),
                 repo.notification_token_enc,
                 repo.clone_url,
+                source_id=repo.source_id,
+                disabled=(repo.disabled_reason or "the GitHub App was removed") if repo.disabled_at else None,
+                installation_id=repo.installation_id,
             )
     svc.registrations.put(key, value)
     return value
+
+
+def _renamed_clone_url(clone_url: str, old: str, new: str) -> str:
+    """The clone URL after a rename or transfer: the same host, the new path."""
+    for suffix in (f"/{old}.git", f"/{old}"):
+        if clone_url.lower().endswith(suffix.lower()):
+            return clone_url[: -len(suffix)] + suffix.replace(old, new, 1)
+    return clone_url
+
+
+def _reconcile(
+    provider: str,
+    full_name: str,
+    source_id: str | None,
+    registration: Registration,
+    app_mode: bool,
+    payload: object,
+) -> Registration:
+    """After the signature holds: follow a rename (App mode), and remember the provider's ids
+    the registration lacks. Cheap when nothing changed: no database round trip."""
+    svc = services()
+    config = registration.config
+    if app_mode and source_id and registration.source_id not in (None, source_id):
+        raise Answer(
+            404,
+            f"repository {full_name} is not the one registered under that name (GitHub repository "
+            f"{registration.source_id} was renamed or transferred); register {full_name} anew",
+            "unregistered",
+        )
+    values: dict[str, object] = {}
+    if app_mode and registration.source_id == source_id and config.full_name != full_name:
+        values["full_name"] = full_name
+        values["clone_url"] = _renamed_clone_url(registration.clone_url, config.full_name, full_name)
+    if source_id and registration.source_id is None:
+        values["source_id"] = source_id
+    installation = github_events.installation_id(payload) if app_mode else None
+    if installation is not None and installation != registration.installation_id:
+        values["installation_id"] = installation
+    if not values:
+        return registration
+    try:
+        with svc.db.session() as session:
+            session.execute(update(Repository).where(Repository.id == config.id).values(**values))
+    except IntegrityError:  # the new name or id is another registration's: keep this one as it is
+        logger().warning(
+            "registration not updated: its new name or id belongs to another registration",
+            extra={"repository_id": config.id, "fields": sorted(values)},
+        )
+        tried = {k: v for k, v in values.items() if k in ("source_id", "installation_id")}
+        registration = replace(registration, **tried)  # type: ignore[arg-type]
+        svc.registrations.put(_cache_key(provider, full_name, source_id if app_mode else None), registration)
+        return registration  # not tried again while cached
+    if "full_name" in values:
+        logger().info(
+            "registration renamed",
+            extra={"repository_id": config.id, "from": config.full_name, "to": full_name},
+        )
+    svc.registrations.discard(
+        _cache_key(provider, full_name, None), _cache_key(provider, config.full_name, None)
+    )
+    if source_id:
+        svc.registrations.discard(_cache_key(provider, full_name, source_id))
+    return _registration(provider, full_name, source_id if app_mode else None) or registration
 
 
 def _decide(
@@ -129,6 +216,10 @@ def _decide(
     config, prefix = registration.config, svc.settings.command_prefix
     if isinstance(event, PingEvent):
         return event, Decision(reason="ping")
+    if isinstance(event, RerunEvent):  # the next attempt, stored with the delivery like any trigger
+        app_id = int(svc.settings.github_app_id) if svc.settings.github_app_id.isdecimal() else None
+        runs = runs_to_rerun(svc.db, config.id, event)
+        return event, decide(event, config, prefix=prefix, runs=runs, app_id=app_id)
     token: str | None = None
     try:
         if isinstance(event, (PushEvent, PullRequestEvent)) and not _complete_shas(event):
@@ -174,6 +265,18 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     delivery_id = delivery.id if provider == "github" else f"{provider}:{delivery.id}"
     if len(delivery_id) > 100:
         raise Answer(400, f"{source.delivery_header} is longer than {100 - len(provider) - 1}", "malformed")
+    # App mode: every GitHub delivery comes with the App's one secret, checked before anything is read.
+    app_mode = provider == "github" and svc.github_app is not None
+    if app_mode:
+        if not source.verify(request.headers, body, svc.settings.github_app_webhook_secret):
+            raise Answer(401, f"signature mismatch: {source.proof} does not match the GitHub App's "
+                         "webhook secret", "bad-signature")  # fmt: skip
+        if event_name in INSTALLATION_EVENTS:
+            try:
+                status, text = app_events.receive(svc, delivery, delivery_id)
+            except Refusal as refusal:
+                raise Answer(refusal.status, refusal.text, refusal.outcome) from None
+            return event_name, "", status, text
     if full_name is None:
         if delivery.event == source.ping_event and not (
             isinstance(delivery.payload, dict) and "repository" in delivery.payload
@@ -185,13 +288,23 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     seen["repository"] = full_name[:200]
     if not full_name_pattern(provider).fullmatch(full_name):  # never looked up: cannot be registered
         raise Answer(400, f"{source.name_field} is not a name {source.title} could send", "malformed")
-    registration = _registration(provider, full_name)
+    source_id = github_events.repository_id(delivery.payload) if provider == "github" else None
+    registration = _registration(provider, full_name, source_id if app_mode else None)
     if registration is None:
         raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
-    if not source.verify(request.headers, body, registration.webhook_secret):
+    if not app_mode and not source.verify(request.headers, body, registration.webhook_secret):
         raise Answer(401, f"signature mismatch: {source.proof} does not match this repository's secret",
                      "bad-signature")  # fmt: skip
+    registration = _reconcile(provider, full_name, source_id, registration, app_mode, delivery.payload)
     config = registration.config
+    if registration.disabled is not None:
+        _store_disabled(delivery_id, event_name, config.id, registration.disabled)
+        raise Answer(
+            202,
+            f"credentials disabled: {registration.disabled}; nothing runs until the App is installed "
+            "on the repository again",
+            "disabled",
+        )
     try:
         events = source.parse(delivery)
     except MalformedPayload as error:
@@ -258,6 +371,21 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     return event_name, full_name, status, text
 
 
+def _store_disabled(delivery_id: str, event_name: str, repository_id: int, reason: str) -> None:
+    """Keep the delivery of a disabled registration (nothing runs); a redelivery is stored once."""
+    record = {
+        "id": delivery_id,
+        "event": event_name,
+        "repository_id": repository_id,
+        "outcome": "disabled",
+        "detail": storable(f"credentials disabled: {reason}")[:2000],
+    }
+    try:
+        store(services().db, Accepted(record))
+    except IntegrityError:
+        raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate") from None
+
+
 @bp.post("/github")
 def github_webhook() -> Response:
     """GitHub's path from before the per-provider ones: hooks made then keep working."""
@@ -289,6 +417,10 @@ def _receive(provider: str) -> Response:
             raise
         status, outcome = 503, "store-failed"
         text = f"{unavailable_text(error)}: nothing was accepted; {source.title} may redeliver it"
+    except KeyRingMismatch as error:  # the registration's secret or token: nothing was accepted
+        status, outcome = 503, "key-ring-mismatch"
+        why = key_ring_mismatch(error, provider=provider, repository=seen.get("repository"))
+        text = f"{why}; redeliver once fixed"
     elapsed = time.perf_counter() - started
     figures = metrics()
     figures.deliveries.labels(event_name if event_name in source.events else "other", outcome).inc()

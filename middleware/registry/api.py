@@ -1,6 +1,7 @@
 """The registration API: `/api/repositories` and the pipelines nested under each.
 
-Admin bearer token on every call. Secrets are accepted, encrypted and never
+Admin bearer token on every call; the changes themselves are middleware.registry.service's,
+shared with the pages. Secrets are accepted, encrypted and never
 returned, except the webhook secret, shown once when it is generated.
 """
 
@@ -8,53 +9,35 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from middleware.domain import UserId
-from middleware.logs import logger
-from middleware.models import OutboxItem, Pipeline, Repository, Run, utcnow
+from middleware.models import Pipeline, Repository, Run
+from middleware.registry import service
 from middleware.registry.schemas import (
     PipelineCreate,
     PipelineUpdate,
     RepositoryCreate,
     RepositoryUpdate,
-    check_users,
     error_details,
 )
-from middleware.registry.urls import UnsafeURL, check_clone_url, webhook_url
-from middleware.runs import outbox
-from middleware.runs.tasks import PURGE_REPOSITORY, RESOLVE_TRUSTED_USERS, SYNC_PROJECTS
+from middleware.registry.urls import webhook_url
 from middleware.services import Services, services
-from middleware.sources.github.tokens import TokenRejected
-from middleware.sources.github.users import UnknownUser, UsersUnavailable, entries, unresolved
-from middleware.sources.gitlab.api import instance_url
-from middleware.sources.gitlab.api import resolve_users as gitlab_users
 
 bp = Blueprint("registry", __name__, url_prefix="/api")
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
-#: repositories.id is a 32-bit integer: a larger id names no repository (and PostgreSQL refuses it).
-MAX_REPOSITORY_ID = 2**31 - 1
+MAX_REPOSITORY_ID = service.MAX_REPOSITORY_ID
 
 
-class ApiProblem(Exception):
-    """An error answer with a status and a readable message."""
-
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
+#: The registry's refusals, answered as JSON here (and by the trigger API).
+ApiProblem = service.RegistryProblem
 
 
 @bp.errorhandler(ApiProblem)
@@ -73,23 +56,9 @@ def admin_only(view: F) -> F:
         expected = services().settings.admin_token
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
             raise ApiProblem(401, "admin bearer token required")
-        try:
-            answer = view(*args, **kwargs)
-        finally:
-            if request.method != "GET":
-                services().registrations.clear()  # the intake must see changes at once here
-        if request.method == "PATCH":
-            _sync_mirrors(int(kwargs["repo_id"]))
-        return answer
+        return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _sync_mirrors(repo_id: int) -> None:
-    """Let the workers update the mirror projects' settings and CI variables (through the outbox)."""
-    svc = services()
-    if svc.settings.gitlab_url:
-        outbox.add(svc.db, SYNC_PROJECTS, {"repository_id": repo_id})
 
 
 def _nul_field(payload: Any) -> str | None:
@@ -129,83 +98,6 @@ def parse(model: type[M]) -> M:
         return model.model_validate(payload)
     except ValidationError as error:
         raise ApiProblem(422, "invalid fields", error_details(error)) from None
-
-
-def _checked_url(svc: Services, url: str, provider: str) -> str:
-    try:
-        return check_clone_url(
-            url,
-            svc.settings.allowed_source_hosts,
-            insecure_sandbox=svc.settings.insecure_sandbox,
-            nested=provider == "gitlab",
-        )
-    except UnsafeURL as error:
-        raise ApiProblem(422, str(error), [{"field": "clone_url", "message": str(error)}]) from None
-
-
-def _check_token(svc: Services, provider: str, token: str, full_name: str) -> bool:
-    """Live token check; returns whether the source says the repository is private.
-
-    GitHub's tokens are checked (PyGithub); GitLab's and Bitbucket's are first used when a
-    status goes back, and a rejected one shows in the run's `last_error`.
-    """
-    if provider != "github" or not svc.settings.verify_github_tokens:
-        return False
-    try:
-        return svc.check_github_token(token, full_name)
-    except TokenRejected as error:
-        raise ApiProblem(422, str(error), [{"field": "notification_token", "message": str(error)}]) from None
-
-
-def _check_source(svc: Services, provider: str, clone_url: str) -> None:
-    """A GitLab source is never the managed GitLab itself: its mirrors would mirror themselves."""
-    if provider != "gitlab" or not svc.settings.gitlab_url:
-        return
-    if urlsplit(clone_url).netloc.lower() == urlsplit(svc.settings.gitlab_url).netloc.lower():
-        text = "this is the managed GitLab the service mirrors into; register the project where it lives"
-        raise ApiProblem(422, text, [{"field": "clone_url", "message": text}])
-
-
-def _trusted_users(
-    svc: Services, repo: Repository | RepositoryCreate, token: str, logins: list[str] | None
-) -> list[dict[str, Any]] | None:
-    """Users -> [{"id", "login"}]: GitHub logins and GitLab usernames are looked up now (GitHub's
-    that cannot be looked up now are resolved later by the workers, and until then trust no
-    one); Bitbucket account UUIDs are the ids themselves."""
-    if logins is None:
-        return None
-    try:
-        check_users(repo.provider, logins)
-    except ValueError as error:
-        raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
-    ids: dict[str, UserId] = {}
-    if repo.provider == "bitbucket":
-        ids = {user: user for user in logins}
-    elif repo.provider == "gitlab" and logins:
-        try:
-            ids = dict(
-                gitlab_users(instance_url(repo.clone_url), token, logins, svc.settings.gitlab_source_ca_file)
-            )
-        except UnknownUser as error:
-            raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
-        except UsersUnavailable as error:
-            raise ApiProblem(503, f"{error}; try again") from None
-    elif logins and svc.settings.verify_github_tokens:
-        try:
-            ids = dict(svc.resolve_github_users(token, logins))
-        except UnknownUser as error:
-            raise ApiProblem(422, str(error), [{"field": "trusted_users", "message": str(error)}]) from None
-        except UsersUnavailable as error:
-            logger().warning("trusted users not resolved yet", extra={"error": str(error)})
-    return entries(logins, ids)
-
-
-def _queue_resolution(session: Session, repo: Repository) -> None:
-    """In the same transaction as the change: the workers resolve what GitHub could not tell now."""
-    if unresolved(repo.trusted_users) or any(unresolved(p.trusted_users) for p in repo.pipelines):
-        session.add(
-            OutboxItem(task=RESOLVE_TRUSTED_USERS, payload={"repository_id": repo.id}, due_at=utcnow())
-        )
 
 
 def pipeline_json(pipeline: Pipeline, box_open: Callable[[str], str]) -> dict[str, Any]:
@@ -272,49 +164,16 @@ def run_json(run: Run) -> dict[str, Any]:
 
 
 def _repository(session: Session, repo_id: int) -> Repository:
-    repo = session.get(Repository, repo_id) if 0 < repo_id <= MAX_REPOSITORY_ID else None
-    if repo is None:
-        raise ApiProblem(404, f"no repository with id {repo_id}")
-    return repo
-
-
-def _pipeline(repo: Repository, name: str) -> Pipeline:
-    for pipeline in repo.pipelines:
-        if pipeline.name == name:
-            return pipeline
-    raise ApiProblem(404, f"repository {repo.full_name} has no pipeline {name!r}")
+    return service.get_repository(session, repo_id)
 
 
 @bp.post("/repositories")
 @admin_only
 def create_repository() -> tuple[Response, int]:
     svc = services()
-    body = parse(RepositoryCreate)
-    clone_url = _checked_url(svc, body.clone_url, body.provider)
-    _check_source(svc, body.provider, clone_url)
-    private = _check_token(svc, body.provider, body.notification_token, body.full_name)
-    webhook_secret = secrets.token_urlsafe(32)
-    repo = Repository(
-        provider=body.provider,
-        full_name=body.full_name,
-        clone_url=clone_url,
-        webhook_secret_enc=svc.box.seal(webhook_secret),
-        notification_token_enc=svc.box.seal(body.notification_token),
-        firecrest_client_id=body.firecrest_client_id,
-        firecrest_client_secret_enc=svc.box.seal(body.firecrest_client_secret),
-        default_account=body.default_account,
-        trusted_users=_trusted_users(svc, body, body.notification_token, body.trusted_users),
-        branches=body.branches,
-        source_private=private,
-    )
-    try:
-        with svc.db.session() as session:
-            session.add(repo)
-            session.flush()
-            answer = repository_json(repo, svc)
-            _queue_resolution(session, repo)
-    except IntegrityError:
-        raise ApiProblem(409, f"{body.full_name} is already registered") from None
+    body = parse(service.AppRepositoryCreate if svc.settings.app_mode else RepositoryCreate)
+    repo, webhook_secret = service.create_repository(svc, body, service.OPERATOR)
+    answer = repository_json(repo, svc)
     answer["webhook_secret"] = webhook_secret  # shown once, never again
     return jsonify(answer), 201
 
@@ -341,32 +200,8 @@ def get_repository(repo_id: int) -> Response:
 def update_repository(repo_id: int) -> Response:
     svc = services()
     body = parse(RepositoryUpdate)
-    new_secret: str | None = None
-    with svc.db.session() as session:
-        repo = _repository(session, repo_id)
-        if body.clone_url is not None:
-            repo.clone_url = _checked_url(svc, body.clone_url, repo.provider)
-            _check_source(svc, repo.provider, repo.clone_url)
-        if body.notification_token is not None:
-            repo.source_private = _check_token(svc, repo.provider, body.notification_token, repo.full_name)
-            repo.notification_token_enc = svc.box.seal(body.notification_token)
-        token = svc.box.open(repo.notification_token_enc)
-        if body.firecrest_client_id is not None:
-            repo.firecrest_client_id = body.firecrest_client_id
-        if body.firecrest_client_secret is not None:
-            repo.firecrest_client_secret_enc = svc.box.seal(body.firecrest_client_secret)
-        if "default_account" in body.model_fields_set:
-            repo.default_account = body.default_account
-        if body.trusted_users is not None:
-            repo.trusted_users = _trusted_users(svc, repo, token, body.trusted_users) or []
-        if body.branches is not None:
-            repo.branches = body.branches
-        if body.rotate_webhook_secret:
-            new_secret = secrets.token_urlsafe(32)
-            repo.webhook_secret_enc = svc.box.seal(new_secret)
-        session.flush()
-        answer = repository_json(repo, svc)
-        _queue_resolution(session, repo)
+    repo, new_secret = service.update_repository(svc, repo_id, body, service.OPERATOR)
+    answer = repository_json(repo, svc)
     if new_secret:
         answer["webhook_secret"] = new_secret
     return jsonify(answer)
@@ -375,18 +210,7 @@ def update_repository(repo_id: int) -> Response:
 @bp.delete("/repositories/<int:repo_id>")
 @admin_only
 def delete_repository(repo_id: int) -> tuple[str, int]:
-    """Gone at once here; the workers then delete its mirror projects (their pipelines, logs and
-    CI variables with the FirecREST credentials) and its mirror cache. Ids are never reused."""
-    svc = services()
-    with svc.db.session() as session:
-        repo = _repository(session, repo_id)
-        names = [p.name for p in repo.pipelines]
-        session.delete(repo)
-        session.add(
-            OutboxItem(
-                task=PURGE_REPOSITORY, payload={"repository_id": repo_id, "pipelines": names}, due_at=utcnow()
-            )
-        )
+    service.delete_repository(services(), repo_id, service.OPERATOR)
     return "", 204
 
 
@@ -395,29 +219,8 @@ def delete_repository(repo_id: int) -> tuple[str, int]:
 def create_pipeline(repo_id: int) -> tuple[Response, int]:
     svc = services()
     body = parse(PipelineCreate)
-    try:
-        with svc.db.session() as session:
-            repo = _repository(session, repo_id)
-            pipeline = Pipeline(
-                name=body.name,
-                entrypoint=body.entrypoint,
-                system=body.system,
-                trusted_users=_trusted_users(
-                    svc, repo, svc.box.open(repo.notification_token_enc), body.trusted_users
-                ),
-                branches=body.branches,
-                tags=body.tags,
-                cancel_superseded=body.cancel_superseded,
-                variables_enc=svc.box.seal(json.dumps(body.variables)) if body.variables else None,
-                allowed_variables=body.allowed_variables,
-            )
-            repo.pipelines.append(pipeline)
-            session.flush()
-            answer = pipeline_json(pipeline, svc.box.open)
-            _queue_resolution(session, repo)
-    except IntegrityError:
-        raise ApiProblem(409, f"pipeline {body.name!r} already exists in this repository") from None
-    return jsonify(answer), 201
+    pipeline = service.create_pipeline(svc, repo_id, body, service.OPERATOR)
+    return jsonify(pipeline_json(pipeline, svc.box.open)), 201
 
 
 @bp.get("/repositories/<int:repo_id>/pipelines")
@@ -434,7 +237,7 @@ def list_pipelines(repo_id: int) -> Response:
 def get_pipeline(repo_id: int, name: str) -> Response:
     svc = services()
     with svc.db.session() as session:
-        return jsonify(pipeline_json(_pipeline(_repository(session, repo_id), name), svc.box.open))
+        return jsonify(pipeline_json(service.get_pipeline(_repository(session, repo_id), name), svc.box.open))
 
 
 @bp.patch("/repositories/<int:repo_id>/pipelines/<name>")
@@ -442,33 +245,14 @@ def get_pipeline(repo_id: int, name: str) -> Response:
 def update_pipeline(repo_id: int, name: str) -> Response:
     svc = services()
     body = parse(PipelineUpdate)
-    with svc.db.session() as session:
-        repo = _repository(session, repo_id)
-        pipeline = _pipeline(repo, name)
-        for field in ("entrypoint", "system", "tags", "cancel_superseded"):
-            value = getattr(body, field)
-            if value is not None:
-                setattr(pipeline, field, value)
-        if "branches" in body.model_fields_set:
-            pipeline.branches = body.branches
-        if "trusted_users" in body.model_fields_set:
-            token = svc.box.open(repo.notification_token_enc)
-            pipeline.trusted_users = _trusted_users(svc, repo, token, body.trusted_users)
-            _queue_resolution(session, repo)
-        if body.variables is not None:
-            pipeline.variables_enc = svc.box.seal(json.dumps(body.variables)) if body.variables else None
-        if "allowed_variables" in body.model_fields_set:
-            pipeline.allowed_variables = body.allowed_variables
-        session.flush()
-        return jsonify(pipeline_json(pipeline, svc.box.open))
+    pipeline = service.update_pipeline(svc, repo_id, name, body, service.OPERATOR)
+    return jsonify(pipeline_json(pipeline, svc.box.open))
 
 
 @bp.delete("/repositories/<int:repo_id>/pipelines/<name>")
 @admin_only
 def delete_pipeline(repo_id: int, name: str) -> tuple[str, int]:
-    with services().db.session() as session:
-        repo = _repository(session, repo_id)
-        repo.pipelines.remove(_pipeline(repo, name))
+    service.delete_pipeline(services(), repo_id, name, service.OPERATOR)
     return "", 204
 
 

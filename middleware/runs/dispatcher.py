@@ -10,11 +10,13 @@ queue, what was waiting in it is due again at once.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from middleware.db import Database
 from middleware.logs import logger
-from middleware.runs import outbox, schedule
+from middleware.runs import outbox, periodic, schedule
 from middleware.runs.handout import BrokerEpoch
 
 #: How often it looks for due work when there was none.
@@ -25,8 +27,18 @@ class Dispatcher:
     """A daemon thread; several workers' dispatchers share the work (SKIP LOCKED)."""
 
     def __init__(
-        self, db: Database, celery: Any, lease: float, broker_url: str, interval: float = INTERVAL
+        self,
+        db: Database,
+        celery: Any,
+        lease: float,
+        broker_url: str,
+        interval: float = INTERVAL,
+        *,
+        periodic: Mapping[str, float] | None = None,
     ) -> None:
+        #: Task name -> seconds: started once per interval across workers (see runs.periodic).
+        self._periodic = dict(periodic or {})
+        self._next_look: dict[str, float] = {}
         self._db = db
         self._celery = celery
         self._lease = lease
@@ -57,10 +69,26 @@ class Dispatcher:
             self._db, self._celery, self._lease, epoch
         )
 
+    def start_periodic(self) -> int:
+        """Start the periodic tasks this worker claimed; returns how many it started.
+
+        Each worker looks a few times per interval, so the job runs about on time even when
+        the worker that ran it last went away."""
+        started, now = 0, time.monotonic()
+        for task, every in self._periodic.items():
+            if self._next_look.get(task, 0.0) > now:
+                continue
+            self._next_look[task] = now + min(every / 4, 30.0)
+            if periodic.claim(self._db, task, every):
+                self._celery.send_task(task, args=[{}], retry=False)
+                started += 1
+        return started
+
     def _loop(self) -> None:
         failing = False
         while not self._stop.is_set():
             try:
+                self.start_periodic()
                 busy = self.once() > 0
                 if failing:
                     logger().info("dispatcher working again")

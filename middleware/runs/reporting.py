@@ -12,13 +12,14 @@ commit and context.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, update
 
 from middleware.db import Database
 from middleware.models import Run, utcnow
-from middleware.sources.base import Reporter, Status
+from middleware.sources.base import Reporter, RunDetails, Status
 
 FINAL_STATES = ("success", "failed", "canceled", "error")
 
@@ -33,6 +34,11 @@ class Target:
     context: str
     #: The pull (merge) request of the run, if any.
     pull_request: int | None = None
+    #: The run's page: what the status or check run links to (None: the recorded URL).
+    link: str | None = None
+    #: For check runs: the details to show, given the run's state and description; called only
+    #: when something is about to be posted.
+    details: Callable[[str, str], RunDetails | None] | None = None
 
 
 def claim_seconds(statuses: Reporter) -> float:
@@ -98,6 +104,7 @@ def deliver(db: Database, statuses: Reporter, run_id: int, target: Target) -> bo
         seq, tried = run.status_seq, run.tried_seq
         state, description, url = run.status_state, run.status_description or "", run.status_url
         final = run.state in FINAL_STATES
+        run_state, check_run_id = run.state, run.check_run_id
     now = utcnow()
     with db.session() as session:
         claimed = session.execute(
@@ -113,19 +120,26 @@ def deliver(db: Database, statuses: Reporter, run_id: int, target: Target) -> bo
             return False
     try:
         token, repository, sha = target.token, target.repository, target.sha
-        status = Status(state, target.context, description, url, target.pull_request)
+        details = target.details(run_state, description) if target.details is not None else None
+        status = Status(
+            state, target.context, description, target.link or url, target.pull_request,
+            run_id=run_id, run_state=run_state, check_run_id=check_run_id, details=details,
+        )  # fmt: skip
+        check_run: int | None = None
         if not (final and tried == seq and statuses.posted(token, repository, sha, status)):
-            statuses.post(token, repository, sha, status)
+            check_run = statuses.post(token, repository, sha, status)
     except BaseException:
         _release(db, run_id, posted=None)
         raise
-    _release(db, run_id, posted=seq)
+    _release(db, run_id, posted=seq, check_run_id=check_run)
     return True
 
 
-def _release(db: Database, run_id: int, *, posted: int | None) -> None:
+def _release(db: Database, run_id: int, *, posted: int | None, check_run_id: int | None = None) -> None:
     with db.session() as session:
         values: dict[str, object] = {"status_claim_until": None}
         if posted is not None:
             values["posted_seq"] = posted
+        if check_run_id is not None:
+            values["check_run_id"] = check_run_id
         session.execute(update(Run).where(Run.id == run_id).values(**values))

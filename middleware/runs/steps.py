@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from middleware.crypto import SecretBox
+from middleware.crypto import KeyRingMismatch, SecretBox
 from middleware.db import Database
 from middleware.logs import logger
 from middleware.managed_gitlab.pipelines import (
@@ -42,6 +42,7 @@ from middleware.managed_gitlab.pipelines import (
 )
 from middleware.managed_gitlab.projects import GitLabProjects, MirrorProjectSpec, client, project_path
 from middleware.models import Pipeline, Repository, Run, utcnow
+from middleware.runs import check_details
 from middleware.runs.locks import LockBusy, repository_lock
 from middleware.runs.mirror import Mirror, MirrorError, SourceRef, mirror_ref
 from middleware.runs.reporting import FINAL_STATES, Target, deliver, finish, want
@@ -49,6 +50,9 @@ from middleware.runs.schedule import aware, backoff, pick, settle
 from middleware.settings import Settings
 from middleware.sources import catalogue
 from middleware.sources.base import PinUnavailable, PullRequestGone, Reporter, ReportFailed, Source
+from middleware.sources.github.app_auth import GitHubApp
+from middleware.sources.github.checks import CheckRunReporter
+from middleware.web.links import run_page
 
 #: GitLab pipeline status -> (run state, GitHub state, description).
 FINAL = {
@@ -69,9 +73,13 @@ class Workbench:
     sources: dict[str, Source]
     #: Each provider's reporter, made once.
     reporters: dict[str, Reporter] = field(default_factory=dict)
+    #: The GitHub App in App mode (installation tokens for check runs), else None.
+    github_app: GitHubApp | None = None
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, box: SecretBox) -> Workbench:
+    def build(
+        cls, settings: Settings, db: Database, box: SecretBox, *, github_app: GitHubApp | None = None
+    ) -> Workbench:
         return cls(
             settings=settings,
             db=db,
@@ -79,12 +87,20 @@ class Workbench:
             mirror=Mirror(settings.data_dir / "mirrors", settings.gitlab_token or None),
             gitlab=client(settings.gitlab_url, settings.gitlab_token),
             sources=catalogue.build(settings, db),
+            github_app=github_app,
         )
 
     def reporter(self, provider: str) -> Reporter:
         """Where statuses and comments of `provider`'s registrations go."""
         if provider not in self.reporters:
-            self.reporters[provider] = self.sources[provider].reporter()
+            if provider == "github" and self.settings.app_mode:  # one check run per run
+                self.reporters[provider] = CheckRunReporter(
+                    self.settings.github_api_url,
+                    write_interval=self.settings.github_write_interval,
+                    timeout=self.settings.github_timeout,
+                )
+            else:
+                self.reporters[provider] = self.sources[provider].reporter()
         return self.reporters[provider]
 
     @property
@@ -125,6 +141,11 @@ class RunView:
     state: str
     ticket: int
     private: bool = False
+    #: The GitHub App's installation on the repository (App mode), and the run's status_seq.
+    installation_id: int | None = None
+    status_seq: int = 0
+    #: Why the registration's credentials are disabled (the App was removed), or None.
+    disabled: str | None = None
 
 
 def load(bench: Workbench, run_id: int) -> RunView | None:
@@ -167,6 +188,9 @@ def load(bench: Workbench, run_id: int) -> RunView | None:
             state=run.state,
             ticket=run.ticket,
             private=repo.source_private,
+            installation_id=repo.installation_id,
+            status_seq=run.status_seq,
+            disabled=(repo.disabled_reason or "the GitHub App was removed") if repo.disabled_at else None,
         )
 
 
@@ -256,6 +280,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 SUPERSEDED = "superseded by a newer commit"
+#: Why runs end at once when the service has no managed GitLab to run them on.
+UNCONFIGURED = "the CI service has no managed GitLab configured (GITLAB_URL): ask its operator"
 
 
 def advance(bench: Workbench, run_id: int, ticket: int | None = None) -> str:
@@ -266,11 +292,17 @@ def advance(bench: Workbench, run_id: int, ticket: int | None = None) -> str:
     """
     if ticket is not None and not pick(bench.db, run_id, ticket, bench.settings.dispatch_lease):
         return "stale"
-    view = load(bench, run_id)
+    try:
+        view = load(bench, run_id)
+    except KeyRingMismatch as error:  # its credentials: a failed step like any other, tried again
+        return _failed(bench, run_id, ticket, error)
     if view is None:
         return "gone"
     try:
-        if view.state in ("queued", "mirrored"):
+        if not bench.settings.gitlab_url and view.state not in FINAL_STATES:  # never waits in silence
+            logger().error("run ended: GITLAB_URL is not configured", extra={"run_id": run_id})
+            _end(bench, run_id, "error", "error", UNCONFIGURED, view.gitlab_pipeline_url, error=UNCONFIGURED)
+        elif view.state in ("queued", "mirrored"):
             _start(bench, view)
         elif view.state in ("pending", "running"):
             _follow(bench, view)
@@ -304,10 +336,15 @@ def follow(bench: Workbench, run_id: int) -> str:
 def _start(bench: Workbench, view: RunView) -> None:
     if view.gitlab_pipeline_id is not None or view.state not in ("queued", "mirrored"):
         return
+    if view.disabled is not None:  # a restart or API trigger after the App was removed
+        reason = f"credentials disabled: {view.disabled}"
+        _end(bench, view.run_id, "canceled", "error", reason, None, error=reason)
+        return
     if view.cancel_superseded and _newer_run_exists(bench, view):
         # Runs may be driven out of order: never push an older commit over a newer one.
         _end(bench, view.run_id, "canceled", "error", SUPERSEDED, None, error=SUPERSEDED)
         return
+    _report_queued(bench, view)
     spec = project_spec(bench, view)
     ref = gitlab_ref(view.ref)
     # Mirror and create under one lock: the mirror branch must still point at this commit
@@ -449,10 +486,55 @@ def _deliver(bench: Workbench, run_id: int) -> bool:
     view = load(bench, run_id)
     if view is None:
         return True
+    reporter = bench.reporter(view.provider)
+    checks = isinstance(reporter, CheckRunReporter)
+    token = _installation_token(bench, view) if checks else view.notification_token
+    details = None
+    if checks:
+        path = project_path(bench.settings.gitlab_group, view.repository_id, view.pipeline)
+        secrets = [
+            *view.secret_variables.values(), view.client_secret, view.notification_token, token,
+            bench.settings.gitlab_token,
+        ]  # fmt: skip
+        details = check_details.for_pipeline(
+            bench.gitlab.projects.get(path, lazy=True),
+            view.gitlab_pipeline_id,
+            view.gitlab_pipeline_url,
+            secrets,
+        )
     target = Target(
-        view.notification_token, view.full_name, view.sha, bench.context(view.pipeline), view.pr_number
-    )
-    return deliver(bench.db, bench.reporter(view.provider), run_id, target)
+        token, view.full_name, view.sha, bench.context(view.pipeline), view.pr_number,
+        link=run_page(bench.settings.public_url, run_id), details=details,
+    )  # fmt: skip
+    return deliver(bench.db, reporter, run_id, target)
+
+
+def _installation_token(bench: Workbench, view: RunView) -> str:
+    """The App's token for the repository: check runs can only be written by an App."""
+    app = bench.github_app
+    if app is None:
+        raise ReportFailed("App mode without a GitHub App: GITHUB_APP_ID is set but the App was not built")
+    installation = view.installation_id
+    if installation is None:
+        found = app.repository_installation(view.full_name)
+        if found is None:
+            raise ReportFailed(f"the GitHub App is not installed on {view.full_name}")
+        installation = found[0]
+    return app.installation_token(installation)
+
+
+def _report_queued(bench: Workbench, view: RunView) -> None:
+    """A check run shows `queued` as soon as a worker takes the run up (statuses wait for the
+    pipeline). Best effort: the mirror and the pipeline go on if GitHub does not take it."""
+    if view.status_seq or not isinstance(bench.reporter(view.provider), CheckRunReporter):
+        return
+    if want(bench.db, view.run_id, "pending", f"queued for {view.system}", None):
+        try:
+            _deliver(bench, view.run_id)
+        except ReportFailed as error:
+            logger().warning(
+                "queued check run not posted", extra={"run_id": view.run_id, "error": str(error)}
+            )
 
 
 def _state(bench: Workbench, run_id: int) -> str:
@@ -483,14 +565,14 @@ def _settle(bench: Workbench, run_id: int, ticket: int) -> str:
     return state
 
 
-def _failed(bench: Workbench, run_id: int, ticket: int, error: BaseException) -> str:
+def _failed(bench: Workbench, run_id: int, ticket: int | None, error: BaseException) -> str:
     """A step failed: try again after a backoff, or end the run when its window is over."""
     message = f"{type(error).__name__}: {error}"[:500]
     log = logger().warning if isinstance(error, TRANSIENT) else logger().error
     log(
         "run step failed; will retry",
         extra={"run_id": run_id, "error": message},
-        exc_info=not isinstance(error, TRANSIENT),
+        exc_info=not isinstance(error, (*TRANSIENT, KeyRingMismatch)),  # the operator's, not a bug
     )
     settings = bench.settings
     now = utcnow()
@@ -596,7 +678,11 @@ def ask_for_approval(bench: Workbench, request: dict[str, Any]) -> None:
         if repo is None:
             return
         token, full_name = bench.box.open(repo.notification_token_enc), repo.full_name
-        provider = repo.provider
+        provider, installation = repo.provider, repo.installation_id
+    if provider == "github" and bench.settings.app_mode:  # the App comments, not a person's token
+        if bench.github_app is None or installation is None:
+            raise ReportFailed(f"the GitHub App cannot comment on {full_name}: no installation")
+        token = bench.github_app.installation_token(installation)
     sha, prefix = str(request["sha"])[:12], bench.settings.command_prefix
     bench.reporter(provider).comment(
         token,

@@ -21,21 +21,40 @@ from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.logs import logger
 from middleware.registry.trust import resolve_trusted_users
-from middleware.runs import outbox
+from middleware.runs import outbox, withdrawal
 from middleware.runs import steps as runs
 from middleware.runs.schedule import ADVANCE_RUN
+from middleware.runs.withdrawal import CANCEL_PIPELINES, PURGE_CREDENTIALS
 from middleware.settings import Settings
+from middleware.sources.github import hook_sweep
+from middleware.sources.github.app_auth import GitHubApp
 
 RECORD_CLEANUP = "firecrest_ci.record_cleanup"
 SYNC_PROJECTS = "firecrest_ci.sync_projects"
 RESOLVE_TRUSTED_USERS = "firecrest_ci.resolve_trusted_users"
 PURGE_REPOSITORY = "firecrest_ci.purge_repository"
 NOTIFY_STALE_APPROVAL = "firecrest_ci.notify_stale_approval"
+SWEEP_HOOK_DELIVERIES = "firecrest_ci.sweep_hook_deliveries"
+
+
+def periodic_tasks(settings: Settings) -> dict[str, float]:
+    """Tasks the dispatchers start once per interval across workers (see runs.periodic)."""
+    return {SWEEP_HOOK_DELIVERIES: settings.hook_sweep_interval} if settings.app_mode else {}
+
+
+class _OwnTasks(Celery):  # type: ignore[misc]
+    """Tasks belong to the app that registered them: Celery's default (`shared=True`) would add
+    them to every later app of the process too, where the first one registered wins (an older
+    test app's database)."""
+
+    def task(self, *args: Any, **options: Any) -> Any:
+        options.setdefault("shared", False)
+        return super().task(*args, **options)
 
 
 def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
     """The Celery app, configured from the same settings as the Flask app."""
-    celery = Celery("firecrest_ci", broker=settings.broker_url)
+    celery = _OwnTasks("firecrest_ci", broker=settings.broker_url)
     celery.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -45,6 +64,8 @@ def make_celery(settings: Settings, flask_app: Flask | None = None) -> Celery:
         # A broker away for minutes is waited for, not a reason for the worker to exit.
         broker_connection_max_retries=None,
         task_default_queue="firecrest-ci",
+        # stderr stays the process's own: Celery would log each JSON line behind a prefix.
+        worker_redirect_stdouts=False,
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # Unacknowledged tasks come back after this (the dispatcher's lease usually comes first).
@@ -78,6 +99,8 @@ def register_tasks(
     bench: Callable[[], runs.Workbench] | None = None,
     resolve_users: Callable[[str, list[str]], dict[str, int]] | None = None,
     box: SecretBox | None = None,
+    *,
+    github_app: GitHubApp | None = None,
 ) -> None:
     """Thin tasks over plain functions; `bench` builds the configured clients on first use."""
     cached: list[runs.Workbench] = []
@@ -99,9 +122,10 @@ def register_tasks(
 
     @celery.task(name=ADVANCE_RUN, acks_late=True)  # type: ignore[untyped-decorator]
     def advance_run_task(run_id: int, ticket: int | None = None) -> str:
-        if bench is None:
-            logger().error("run waiting: GITLAB_URL is not configured", extra={"run_id": run_id})
-            return "unconfigured"
+        if bench is None:  # no GITLAB_URL: steps.advance ends the run `error` at once, saying why
+            assert box is not None
+            unconfigured = runs.Workbench.build(settings, db, box, github_app=github_app)
+            return runs.advance(unconfigured, run_id, ticket)
         return runs.advance(workbench(), run_id, ticket)
 
     @celery.task(name=RECORD_CLEANUP, acks_late=True)  # type: ignore[untyped-decorator]
@@ -142,3 +166,33 @@ def register_tasks(
         with settling(outbox_id):
             if bench is not None:
                 runs.ask_for_approval(workbench(), payload)
+
+    @celery.task(name=CANCEL_PIPELINES, acks_late=True)  # type: ignore[untyped-decorator]
+    def cancel_withdrawn_pipelines_task(payload: dict[str, Any], outbox_id: int | None = None) -> int:
+        """The App was removed from a repository: cancel its runs' GitLab pipelines."""
+        with settling(outbox_id):
+            if bench is None:
+                return 0
+            gl, repository_id = workbench().gitlab, int(payload["repository_id"])
+            return withdrawal.cancel_pipelines(gl, settings.gitlab_group, repository_id, payload["runs"])
+
+    @celery.task(name=PURGE_CREDENTIALS, acks_late=True)  # type: ignore[untyped-decorator]
+    def purge_withdrawn_credentials_task(payload: dict[str, Any], outbox_id: int | None = None) -> bool:
+        """The retention after the App's removal is over: empty the stored credentials."""
+        assert box is not None
+        with settling(outbox_id):
+            return withdrawal.purge_credentials(
+                db,
+                workbench().gitlab if bench is not None else None,
+                settings.gitlab_group,
+                box.seal,
+                int(payload["repository_id"]),
+                str(payload["disabled_at"]),
+            )
+
+    @celery.task(name=SWEEP_HOOK_DELIVERIES, acks_late=True)  # type: ignore[untyped-decorator]
+    def sweep_hook_deliveries_task(payload: Any = None, outbox_id: int | None = None) -> int:
+        """Redeliver the App's deliveries that failed here (started by one dispatcher per interval)."""
+        if github_app is None:
+            return 0
+        return len(hook_sweep.sweep(github_app, db, settings.hook_sweep_window).redelivered)

@@ -72,6 +72,34 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Annotation:
+    """One line-level finding (a failed JUnit case) for a check run; the path is repository-relative."""
+
+    path: str
+    start_line: int
+    end_line: int
+    #: notice, warning or failure.
+    level: str
+    message: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """What a check run shows beyond a status: built from the GitLab pipeline, secrets masked."""
+
+    title: str
+    #: Markdown: the jobs table.
+    summary: str
+    #: Markdown: the failed jobs' last log lines.
+    text: str = ""
+    annotations: tuple[Annotation, ...] = ()
+    #: ISO 8601 times of the pipeline's start and end, when known.
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True)
 class Status:
     """One commit status, in the service's words; each provider maps the state to its own."""
 
@@ -84,6 +112,13 @@ class Status:
     #: The pull (merge) request the run is for, if any: GitLab files a fork's commit under the
     #: merge request's ref, not under a branch of the project.
     pull_request: int | None = None
+    #: For reporters that keep one object per run (GitHub check runs): the run's id and state
+    #: (queued ... success, failed, canceled, error), the id of its check run once recorded, and
+    #: the details to show (None: the description alone). Status reporters ignore them.
+    run_id: int | None = None
+    run_state: str | None = None
+    check_run_id: int | None = None
+    details: RunDetails | None = None
 
 
 @dataclass(frozen=True)
@@ -104,8 +139,9 @@ class Reporter(Protocol):
     #: The longest one post or one look-up can take, every try and pause included.
     max_seconds: float
 
-    def post(self, token: str, repository: str, sha: str, status: Status) -> None:
-        """Post `status` on the commit; raises ReportFailed."""
+    def post(self, token: str, repository: str, sha: str, status: Status) -> int | None:
+        """Post `status` on the commit; raises ReportFailed. Returns the id of the check run it
+        went to, for reporters that keep one per run (None for commit statuses)."""
 
     def posted(self, token: str, repository: str, sha: str, status: Status) -> bool:
         """Whether this exact status is among the commit's newest; raises ReportFailed."""

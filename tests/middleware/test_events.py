@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middleware.domain import CommentEvent, OtherEvent, PingEvent, PullRequestEvent, PushEvent
+from middleware.domain import CommentEvent, OtherEvent, PingEvent, PullRequestEvent, PushEvent, RerunEvent
 from middleware.sources.github.events import MalformedPayload, parse_event, repository_full_name
 from tests.middleware.conftest import WEBHOOKS
 
@@ -27,7 +27,8 @@ def test_every_real_payload_parses_to_its_event(path):
     event_name = path.parent.name
     payload = json.loads(path.read_text())
     event = parse_event(event_name, payload)
-    assert isinstance(event, EVENTS.get(event_name, OtherEvent))
+    rerun = event_name in ("check_run", "check_suite") and payload.get("action") == "rerequested"
+    assert isinstance(event, RerunEvent if rerun else EVENTS.get(event_name, OtherEvent))
     if isinstance(event, PushEvent):
         assert (event.ref, event.after, event.deleted) == (
             payload["ref"],

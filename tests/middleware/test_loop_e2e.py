@@ -171,8 +171,9 @@ def test_push_webhook_ends_with_a_success_status_linking_the_pipeline(loop):
     status = loop.final_status(sha)
     assert (status["state"], status["context"]) == ("success", "firecrest-ci/cpu")
     (pipeline,) = loop.pipelines(sha)
-    assert status["target_url"].endswith(f"/-/pipelines/{pipeline.id}")
     runs = loop.service.runs(loop.repo["id"])
+    (run,) = [r for r in runs if r["sha"] == sha]
+    assert status["target_url"].endswith(f"/runs/{run['id']}")  # the run's page
     assert [(r["sha"], r["state"], r["gitlab_pipeline_id"]) for r in runs if r["sha"] == sha] == [
         (sha, "success", pipeline.id)
     ]

@@ -17,6 +17,9 @@ def flask_paths(app) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
+        blueprint = app.blueprints.get(rule.endpoint.split(".")[0])
+        if blueprint is not None and blueprint.import_name.startswith("middleware.web"):
+            continue  # the pages (HTML), not the JSON API
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             found.add((path, method.lower()))

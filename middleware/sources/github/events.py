@@ -16,6 +16,7 @@ from middleware.domain import (
     PingEvent,
     PullRequestEvent,
     PushEvent,
+    RerunEvent,
 )
 from middleware.sources import base
 from middleware.sources.fields import flag as _bool
@@ -39,6 +40,24 @@ def repository_full_name(payload: object) -> str | None:
     if not isinstance(name, str) or not 3 <= len(name) <= 200 or name.count("/") != 1:
         return None
     return name
+
+
+def repository_id(payload: object) -> str | None:
+    """`repository.id`, GitHub's stable numeric id of the repository, as text; None if absent or odd."""
+    repository = payload.get("repository") if isinstance(payload, dict) else None
+    number = repository.get("id") if isinstance(repository, dict) else None
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**63:
+        return None
+    return str(number)
+
+
+def installation_id(payload: object) -> int | None:
+    """`installation.id` (App deliveries name the installation they come through); None if absent."""
+    installation = payload.get("installation") if isinstance(payload, dict) else None
+    number = installation.get("id") if isinstance(installation, dict) else None
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**63:
+        return None
+    return number
 
 
 def _sender(payload: dict[str, Any]) -> str:
@@ -99,7 +118,30 @@ def parse_event(event_name: str, payload: object) -> Event:
             author_id=_int(payload, "comment.user.id", bound=2**63),
             created_at=_optional_str(payload, "comment.created_at") or "",
         )
+    if event_name in ("check_run", "check_suite") and payload.get("action") == "rerequested":
+        return _rerun(event_name, payload, repository)
     action = payload.get("action")
     return OtherEvent(
         repository=repository, name=event_name[:50], action=action if isinstance(action, str) else None
+    )
+
+
+def _rerun(event_name: str, payload: dict[str, Any], repository: str | None) -> RerunEvent:
+    """`check_run`/`check_suite` `rerequested`: someone pressed "Re-run" on GitHub."""
+    if repository is None:
+        raise MalformedPayload("missing field repository.full_name")
+    run_id = None
+    if event_name == "check_run":
+        # Our check runs carry the run's id; anything else (another App's, or empty) names no run.
+        external = _optional_str(payload, "check_run.external_id") or ""
+        run_id = int(external) if external.isdecimal() and len(external) <= 18 else None
+    app = _get(payload, f"{event_name}.app")
+    return RerunEvent(
+        repository=repository,
+        head_sha=_str(payload, f"{event_name}.head_sha", max_len=64),
+        sender=_str(payload, "sender.login", max_len=100),
+        sender_id=_int(payload, "sender.id", bound=2**63),
+        app_id=_int(payload, f"{event_name}.app.id", bound=2**63) if isinstance(app, dict) else None,
+        run_id=run_id,
+        scope=event_name,
     )

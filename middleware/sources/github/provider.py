@@ -50,7 +50,10 @@ class GitHubSource:
     delivery_header = "X-GitHub-Delivery"
     proof = "X-Hub-Signature-256"
     name_field = "repository.full_name"
-    events = frozenset({"ping", "push", "pull_request", "issue_comment"})
+    events = frozenset(
+        {"ping", "push", "pull_request", "issue_comment", "check_run", "check_suite"}
+        | {"installation", "installation_repositories"}  # App mode (middleware.intake.app_events)
+    )
     ping_event: str | None = "ping"
 
     def __init__(self, api_url: str, *, write_interval: float = 1.0, timeout: int = 10) -> None:

@@ -1,7 +1,11 @@
 """Check a notification token live with PyGithub when a registration is saved.
 
-A token that GitHub refuses, or that cannot see the repository, would make
-every status report fail later and silently; refusing it at once is kinder.
+A token that GitHub refuses, that cannot see the repository, or that may not write commit
+statuses there would make every status report fail later and silently; refusing it at once
+is kinder. A classic token says what it may do (`X-OAuth-Scopes`): `repo` or `repo:status`,
+or `public_repo` for a public repository (GitHub's scopes for OAuth apps). A fine-grained
+token says nothing, so the check posts one clearly labelled test status on the head of the
+default branch: GitHub's answer is the proof.
 """
 
 from __future__ import annotations
@@ -10,6 +14,11 @@ from github import Auth, BadCredentialsException, Github, GithubException, Unkno
 from urllib3.util.retry import Retry
 
 TIMEOUT = 10
+#: The test status a token without scopes (fine-grained) is checked with.
+CHECK_CONTEXT = "firecrest-ci/token-check"
+CHECK_DESCRIPTION = "Only checks that the CI service's token may post statuses here; not a CI result"
+#: Classic scopes that let a token write commit statuses on any repository it can see.
+STATUS_SCOPES = frozenset({"repo", "repo:status"})
 
 
 class TokenRejected(ValueError):
@@ -35,7 +44,14 @@ class TokenChecker:
         login = "the token's user"
         try:
             login = client.get_user().login
-            return bool(client.get_repo(full_name).private)
+            scopes = client.oauth_scopes  # the header of the answer just read; None: fine-grained
+            repo = client.get_repo(full_name)
+            private = bool(repo.private)
+            if scopes is not None:
+                missing_status_scope(scopes, private=private, full_name=full_name)
+            else:
+                _post_test_status(client.withLazy(True), full_name, repo.default_branch)
+            return private
         except BadCredentialsException:
             raise TokenRejected("GitHub refused the notification token (bad credentials)") from None
         except UnknownObjectException:
@@ -46,3 +62,51 @@ class TokenChecker:
             raise TokenRejected(f"GitHub at {self.api_url} is unreachable ({type(error).__name__})") from None
         finally:
             client.close()
+
+
+def missing_status_scope(scopes: list[str], *, private: bool, full_name: str) -> None:
+    """Raise TokenRejected unless a classic token's scopes let it write statuses on the repository."""
+    held = {scope.strip() for scope in scopes if scope.strip()}
+    if held & STATUS_SCOPES or (not private and "public_repo" in held):
+        return
+    having = ", ".join(sorted(held)) or "no scopes"
+    needed = "`repo:status` or `repo`" if private else "`repo:status`, `public_repo` or `repo`"
+    raise TokenRejected(
+        f"the notification token may not write commit statuses on {full_name} (its scopes: {having}); "
+        f"give it {needed}, or use a fine-grained token with Commit statuses: write"
+    )
+
+
+def _post_test_status(lazy: Github, name: str, branch: str) -> None:
+    """Post the labelled test status on the default branch's head; raises TokenRejected.
+
+    The head is read from the branch's combined status, which needs only the permission being
+    checked (Commit statuses), not read access to the code; `lazy` reads nothing else."""
+    repo = lazy.get_repo(name)
+    try:
+        combined = repo.get_commit(branch).get_combined_status()  # one GET: .../commits/{branch}/status
+        sha = combined.sha
+    except GithubException as error:
+        if error.status in (401, 403, 404):
+            raise TokenRejected(
+                f"the notification token may not read commit statuses on {name} (GitHub answered "
+                f"{error.status}); grant it Commit statuses: Read and write on this repository"
+            ) from None
+        if error.status in (409, 422):  # an empty repository: no branch head yet
+            raise TokenRejected(
+                f"{name} has no commit on its default branch {branch!r} to check the token against; "
+                "push one, then save again"
+            ) from None
+        raise
+    try:
+        repo.get_commit(sha).create_status(
+            "success", target_url="", description=CHECK_DESCRIPTION, context=CHECK_CONTEXT
+        )
+    except GithubException as error:
+        if error.status in (401, 403, 404):
+            raise TokenRejected(
+                f"the notification token may not write commit statuses on {name} (GitHub answered "
+                f"{error.status} to a test status); grant it Commit statuses: Read and write on this "
+                "repository"
+            ) from None
+        raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from github import GithubException, UnknownObjectException
+from github import Github, GithubException, UnknownObjectException
 
 from middleware.domain import UserId
 from middleware.sources.github.tokens import github_client
@@ -28,7 +28,8 @@ class UserResolver:
         self.api_url = api_url
 
     def __call__(self, token: str, logins: list[str]) -> dict[str, int]:
-        client = github_client(self.api_url, token)
+        # App mode has no notification token: public look-ups (PyGithub refuses an empty token).
+        client = github_client(self.api_url, token) if token else Github(base_url=self.api_url, timeout=10)
         found: dict[str, int] = {}
         try:
             for login in logins:

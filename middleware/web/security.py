@@ -1,0 +1,94 @@
+"""The pages' protections: session key and cookies, CSRF, sign-in rate limit, security headers.
+
+Only the pages' blueprints (those defined under `middleware.web`) are CSRF-checked: the JSON
+API, the webhooks, /metrics, the health checks and /openapi.json authenticate otherwise and
+keep working without a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask, Response, current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
+
+from middleware.settings import Settings
+
+#: The package whose blueprints are pages.
+PAGES_PACKAGE = "middleware.web"
+#: Sign-in attempts per client address.
+SIGN_IN_LIMIT = "10/minute"
+LIMITER = "firecrest_ci_limiter"
+
+
+def session_key(secret_key: str) -> bytes:
+    """The Flask SECRET_KEY: derived from MIDDLEWARE_SECRET_KEY for this one purpose (HKDF), so
+    the key that encrypts stored credentials never signs cookies itself."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"firecrest-ci pages session signing"
+    ).derive(secret_key.encode())
+
+
+def content_security_policy(github_url: str) -> str:
+    return (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"form-action 'self' {github_url.rstrip('/')}; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def is_page_request() -> bool:
+    """Whether this request is for a page (a blueprint of `middleware.web`)."""
+    name = request.blueprint
+    if not name:
+        return False
+    blueprint = current_app.blueprints.get(name.split(".")[0])
+    return blueprint is not None and blueprint.import_name.startswith(PAGES_PACKAGE)
+
+
+def init_security(app: Flask, settings: Settings) -> Limiter:
+    """Configure the session, CSRF, the rate limiter and the headers; returns the limiter, whose
+    SIGN_IN_LIMIT the sign-in routes apply."""
+    app.config.update(
+        SECRET_KEY=session_key(settings.middleware_secret_key),
+        SESSION_COOKIE_NAME="firecrest_ci_session",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=settings.session_lifetime),
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=settings.session_lifetime,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def _csrf_for_pages() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and is_page_request():
+            csrf.protect()
+
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        key_prefix="firecrest-ci-pages",
+        default_limits=[],
+        strategy="fixed-window",
+    )
+    app.extensions[LIMITER] = limiter
+    policy = content_security_policy(settings.github_url)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if is_page_request() or response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = policy
+            response.headers["Referrer-Policy"] = "same-origin"  # Flask-WTF's HTTPS check reads it
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return limiter
