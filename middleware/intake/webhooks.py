@@ -60,6 +60,7 @@ from middleware.sources.base import (
 )
 from middleware.sources.github import events as github_events
 from middleware.sources.github.installations import EVENTS as INSTALLATION_EVENTS
+from middleware.web.links import commit_runs_page
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -319,6 +320,13 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
         queued = [f"{t.pipeline}@{t.sha[:12]} ({t.reason})" for t in decision.triggers]
         cleaned = [f"cleanup {c.ref}" for c in decision.cleanups]
         status, text = 202, "queued: " + "; ".join(queued + cleaned)
+        if decision.triggers:  # where the runs will show (their ids exist once stored)
+            public = services().settings.public_url
+            pages = [
+                commit_runs_page(public, config.id, sha)
+                for sha in dict.fromkeys(t.sha for t in decision.triggers)
+            ]
+            text += " | runs: " + " ".join(pages)
     outcome = "queued" if not decision.empty else ("pong" if status == 200 else "no-trigger")
     try:
         triggers = [clean(trigger_payload(delivery_id, t)) for t in decision.triggers]

@@ -20,11 +20,17 @@ from middleware.sources.github.users import UnknownUser, unresolved
 
 
 def resolve_trusted_users(
-    db: Database, box: SecretBox, resolve: Callable[[str, list[str]], dict[str, int]], repository_id: int
+    db: Database,
+    box: SecretBox,
+    resolve: Callable[[str, list[str]], dict[str, int]],
+    repository_id: int,
+    *,
+    installation_token: Callable[[int], str] | None = None,
 ) -> int:
     """Fill in the missing ids of a repository's trusted users; returns how many were resolved.
 
-    Raises UsersUnavailable when GitHub cannot be asked (the command is tried again later).
+    Raises UsersUnavailable when GitHub cannot be asked (the command is tried again later). In
+    App mode the look-ups use the installation's token (`installation_token`).
     A login GitHub does not know is kept, marked `unknown`, and trusts no one.
     """
     with db.session() as session:
@@ -32,6 +38,8 @@ def resolve_trusted_users(
         if repo is None:
             return 0
         token = box.open(repo.notification_token_enc)
+        if not token and installation_token is not None and repo.installation_id is not None:
+            token = installation_token(repo.installation_id)  # App mode: no person's token
         lists = [repo.trusted_users, *(p.trusted_users for p in repo.pipelines)]
         wanted = sorted({login for users in lists for login in unresolved(users) if users})
         ids: dict[str, int] = {}

@@ -150,7 +150,11 @@ def register_tasks(
         assert resolve_users is not None
         assert box is not None
         with settling(outbox_id):
-            return resolve_trusted_users(db, box, resolve_users, int(payload["repository_id"]))
+            installation_token = github_app.installation_token if github_app is not None else None
+            repository_id = int(payload["repository_id"])
+            return resolve_trusted_users(
+                db, box, resolve_users, repository_id, installation_token=installation_token
+            )
 
     @celery.task(name=PURGE_REPOSITORY, acks_late=True)  # type: ignore[untyped-decorator]
     def purge_repository_task(payload: dict[str, Any], outbox_id: int | None = None) -> int:

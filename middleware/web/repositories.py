@@ -266,6 +266,20 @@ def rotate_secret(repo_id: int) -> Response:
     return _setup_page(repo_id, secret=secret)
 
 
+@bp.post("/repositories/<int:repo_id>/delete")
+@access.require_viewer
+def delete_registration(repo_id: int) -> BaseResponse:
+    """Delete the registration, once its name is typed: the workers then delete its mirror
+    projects (pipelines, logs, the CI variables with the FirecREST credentials) and cache."""
+    repo = _managed(repo_id)
+    typed = request.form.get("confirm", "").strip()
+    if typed != repo.full_name:
+        state = FormState(errors={"confirm": f"type {repo.full_name} to confirm"})
+        return _setup_page(repo_id, {"delete": state}, status=422)
+    service.delete_repository(services(), repo_id, _actor(_viewer()))
+    return redirect(url_for(".repositories"), 303)
+
+
 # -- pipelines and their variables -------------------------------------------------------------
 
 

@@ -321,6 +321,7 @@ def test_an_outsider_gets_403_on_every_page_and_action(browser: WebDriver, site:
     actions = [
         (f"/repositories/{repo}/settings", {"action": "save", "firecrest_client_id": "x"}),
         (f"/repositories/{repo}/webhook-secret", {}),
+        (f"/repositories/{repo}/delete", {"confirm": "octo-org/hpc-code"}),
         (f"/repositories/{repo}/pipelines", {"name": "evil", "entrypoint": "e.yml", "system": "s"}),
         (f"/repositories/{repo}/pipelines/{pipeline.id}", {"entrypoint": "e.yml", "system": "s"}),
         (f"/repositories/{repo}/pipelines/{pipeline.id}/delete", {}),

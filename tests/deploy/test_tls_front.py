@@ -117,6 +117,11 @@ def test_https_reaches_the_upstream_as_https(upstream, certificate):
         # The plain server (the container's health check) still answers.
         assert httpx.post(f"{front.url}/webhooks/github", content=b"{}", timeout=10).status_code == 202
         assert upstream.seen[-1]["x-forwarded-proto"] == "http"
+        # The public side does not serve the metrics, and never asks the upstream for them.
+        seen = len(upstream.seen)
+        with httpx.Client(verify=context, timeout=10) as client:
+            assert client.post(f"{front.tls_url}/metrics", content=b"").status_code == 404
+        assert len(upstream.seen) == seen
 
 
 def test_a_key_that_is_not_the_certificates_fails_nginx_t(tmp_path, certificate):

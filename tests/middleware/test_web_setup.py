@@ -12,11 +12,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from middleware.models import Repository
+from middleware.models import AuditEntry, Repository
 from middleware.services import EXTENSION
 from tests.middleware.conftest import GOOD_TOKEN, admin
 from tests.middleware.web_helpers import (
+    csrf_token,
     pages_app,
     post_form,
     register_api,
@@ -221,6 +223,41 @@ def test_rotating_the_secret_shows_the_new_one_once(client, app):
     with svc.db.session() as session:
         assert svc.box.open(session.get(Repository, repo["id"]).webhook_secret_enc) == secret
     assert secret not in client.get(path).get_data(as_text=True)
+
+
+def test_a_registration_is_deleted_only_once_its_name_is_typed(client, app):
+    repo = register_api(client)
+    path = f"/repositories/{repo['id']}"
+    refused = post_form(client, f"{path}/delete", {"confirm": "octo-org/other"}, page=path)
+    assert refused.status_code == 422
+    assert (
+        error_of(refused.get_data(as_text=True), "delete", "confirm") == "type octo-org/hpc-code to confirm"
+    )
+    svc = app.extensions[EXTENSION]
+    with svc.db.session() as session:
+        assert session.get(Repository, repo["id"]) is not None
+    done = post_form(client, f"{path}/delete", {"confirm": "octo-org/hpc-code"}, page=path)
+    assert done.status_code == 303 and done.headers["Location"].endswith("/repositories")
+    with svc.db.session() as session:
+        assert session.get(Repository, repo["id"]) is None
+        actions = [e.action for e in session.scalars(select(AuditEntry))]
+    assert "repository.delete" in actions
+    assert client.get(path).status_code == 404  # an operator is told it is gone
+
+
+def test_a_manager_of_another_repository_cannot_delete_this_one(app):
+    operator = app.test_client()
+    sign_in_operator(operator)
+    repo = register_api(operator)
+    outsider = app.test_client()
+    sign_in_as_github(outsider, "mallory", 666, managed=[])
+    token = csrf_token(outsider, "/repositories")
+    answer = outsider.post(
+        f"/repositories/{repo['id']}/delete", data={"confirm": "octo-org/hpc-code", "csrf_token": token}
+    )
+    assert answer.status_code == 403
+    with app.extensions[EXTENSION].db.session() as session:
+        assert session.get(Repository, repo["id"]) is not None
 
 
 def test_pipelines_are_added_edited_and_deleted(client):

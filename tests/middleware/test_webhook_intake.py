@@ -43,6 +43,9 @@ def test_push_to_enabled_branch_queues_every_pipeline(client, registered, svc):
     text = answer.get_data(as_text=True)
     assert text.startswith("queued: cpu@aaaaaaaaaaaa")
     assert "gpu@" in text
+    # One link for the commit (two pipelines): where its runs show in the run viewer.
+    page = f"https://ci.example.org/repositories/{registered['id']}/runs?commit={'a' * 40}"
+    assert text.rstrip().endswith(f" | runs: {page}")
     recorded = runs(svc)
     assert [r.pipeline_name for r in recorded] == ["cpu", "gpu"]
     assert {r.sha for r in recorded} == {"a" * 40}
