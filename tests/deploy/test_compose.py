@@ -116,7 +116,11 @@ def test_nginx_runs_the_tested_configuration_with_tls(compose):
     assert mounts == {
         "/etc/nginx/templates": DEPLOY / "nginx" / "templates",
         "/etc/nginx/snippets": DEPLOY / "nginx" / "snippets",
+        # The image's welcome server on port 80 is replaced by a file that serves nothing.
+        "/etc/nginx/conf.d/default.conf": DEPLOY / "nginx" / "compose" / "default.conf",
     }
+    default = (DEPLOY / "nginx" / "compose" / "default.conf").read_text()
+    assert all(line.startswith("#") for line in default.splitlines() if line.strip())
     placeholders = set()
     for template in (DEPLOY / "nginx" / "templates").glob("*.template"):
         placeholders |= set(re.findall(r"\$\{(FIRECREST_CI_\w+)\}", template.read_text()))
