@@ -115,6 +115,33 @@ def main() -> None:
     """Operate the firecrest-ci middleware: it reads the same environment as the service."""
 
 
+# -- web -------------------------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
+def web(gunicorn_args: tuple[str, ...]) -> None:
+    """Start the web tier: gunicorn with the package's configuration, once the settings hold.
+
+    gunicorn reads WEB_CONCURRENCY itself before any configuration of ours, so a wrong value
+    would end in its traceback; checked here first, a wrong setting is one line. Extra
+    arguments go to gunicorn."""
+    import os
+    from pathlib import Path
+
+    from middleware import health
+
+    settings = _settings()
+    try:
+        health.require_managed_gitlab(settings)
+    except SettingsError as error:
+        _fail(str(error), status=2)
+    conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), "-c", str(conf), *gunicorn_args, "middleware.wsgi:app"]
+    os.execv(command[0], command)  # noqa: S606 - gunicorn replaces this process (the unit's main PID)
+
+
 # -- migrate ---------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The middleware image's entrypoint (Dockerfile.middleware): the command picks the role, and the
 # role's program is exec'd, so it runs as PID 1 (or under `init: true`) and gets SIGTERM itself.
-#   web       gunicorn with the package's gunicorn.conf.py (BIND, WEB_CONCURRENCY, WEB_THREADS)
+#   web       `firecrest-ci-middleware web`: the settings checked, then gunicorn with the package's
+#             gunicorn.conf.py (BIND, WEB_CONCURRENCY, WEB_THREADS)
 #   worker    a Celery worker on the firecrest-ci queue; each worker also runs the dispatcher, so
 #             there is no beat to run: more workers (on the same Redis and PostgreSQL) scale it
 #   migrate   the database schema to the newest revision, once, before web and workers start
@@ -10,14 +11,13 @@
 # Extra arguments after web or worker go to gunicorn or celery (e.g. worker --concurrency 4).
 set -eu
 
-SITE=/opt/venv/lib/python3.11/site-packages
-
 role="${1:-web}"
 [ "$#" -gt 0 ] && shift
 
 case "$role" in
   web)
-    exec gunicorn -c "$SITE/middleware/gunicorn.conf.py" "$@" middleware.wsgi:app
+    # Checks the settings first (one line for a wrong one), then execs gunicorn.
+    exec firecrest-ci-middleware web "$@"
     ;;
   worker)
     # prefetch 1 and late acknowledgement are the app's own settings (middleware/runs/tasks.py).

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile.middleware").read_text()
 ENTRYPOINT = ROOT / "deploy" / "image" / "entrypoint.sh"
 LOCK = (ROOT / "requirements" / "middleware.txt").read_text()
-SITE = "/opt/venv/lib/python3.11/site-packages"
 
 
 def pins(text: str) -> dict[str, str]:
@@ -119,11 +118,8 @@ def entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 @pytest.mark.parametrize(
     ("args", "execs"),
     [
-        ((), f"gunicorn -c {SITE}/middleware/gunicorn.conf.py middleware.wsgi:app"),
-        (
-            ("web", "--workers", "3"),
-            f"gunicorn -c {SITE}/middleware/gunicorn.conf.py --workers 3 middleware.wsgi:app",
-        ),
+        ((), "firecrest-ci-middleware web"),
+        (("web", "--workers", "3"), "firecrest-ci-middleware web --workers 3"),
         (("worker",), "celery -A middleware.worker:celery worker -Q firecrest-ci --loglevel=INFO"),
         (
             ("worker", "--concurrency", "4"),

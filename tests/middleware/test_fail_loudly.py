@@ -198,3 +198,17 @@ def test_runs_end_error_at_once_with_the_reason_when_gitlab_is_not_configured(tm
             assert "GITLAB_URL" in posted[-1]["description"]
         finally:
             svc.db.dispose()
+
+
+def test_the_web_command_refuses_a_bad_web_concurrency_in_one_line_before_gunicorn(tmp_path):
+    """gunicorn parses WEB_CONCURRENCY itself, before any configuration: its traceback would be
+    the answer. `firecrest-ci-middleware web` checks the settings first, then execs gunicorn."""
+    cli = [str(BIN / "python"), "-m", "middleware.cli", "web"]
+    bad = start(cli, environment(tmp_path, GITLAB_URL="http://gitlab.invalid", WEB_CONCURRENCY="ten"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        "firecrest-ci-middleware: settings: WEB_CONCURRENCY: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'ten')"
+    ]
+    good = start([*cli, "--version"], environment(tmp_path, GITLAB_URL="http://gitlab.invalid"))
+    assert good.returncode == 0 and "gunicorn" in good.stdout + good.stderr  # gunicorn took over
