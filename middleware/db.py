@@ -46,10 +46,13 @@ class Database:
         trip: no BEGIN and COMMIT, and no ping before each use as `engine` does. A caller tries
         again once when a connection that died idle fails (`DBAPIError.connection_invalidated`;
         the pool has then dropped its other connections too). Made on first use, so processes
-        that never write this way (Celery workers) open no connection for it.
+        that never write this way (Celery workers) open no connection for it. Nothing is ever open
+        on them to roll back, so the pool returns them without a reset.
         """
         if self._autocommit is None:
-            self._autocommit = create_engine(self.url, isolation_level="AUTOCOMMIT")
+            self._autocommit = create_engine(
+                self.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            )
         return self._autocommit
 
     @contextmanager

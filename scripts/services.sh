@@ -38,6 +38,8 @@ install_missing() {
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
   # `systemd-analyze verify` of deploy/systemd (it needs no running systemd; slim images lack it).
   command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+  # wrk: the webhook benchmark's load, which a short test runs so the benchmark cannot rot.
+  command -v wrk >/dev/null 2>&1 || packages+=(wrk)
   [ ${#packages[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
     echo "services.sh: missing ${packages[*]}, not root and no passwordless sudo: install them" \

@@ -1,8 +1,8 @@
 """Signing in and out: operators with the admin credential, everyone else with GitHub (OAuth).
 
-`signin` holds the routes that try credentials or codes; the app rate-limits that blueprint per
-client address. The OAuth `state` is checked against the session, and a fresh session is
-started on every sign-in.
+`signin` holds the routes that try credentials or codes; its hook counts every attempt per
+client address (sign_in_limit) and answers 429 with Retry-After once they are used up. The
+OAuth `state` is checked against the session, and a fresh session is started on every sign-in.
 """
 
 from __future__ import annotations
@@ -10,7 +10,18 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from middleware.logs import logger
@@ -22,6 +33,8 @@ from middleware.web.rights import managed_repository_ids
 bp = Blueprint("web_auth", __name__)
 signin = Blueprint("web_signin", __name__)
 
+#: The app extension holding the SignInLimit (set by middleware.web.pages).
+SIGN_IN_LIMIT = "firecrest_ci_sign_in_limit"
 _STATE = "oauth_state"
 _NEXT = "oauth_next"
 
@@ -51,6 +64,13 @@ def _form(problem: str = "", github_problem: str = "", status: int = 200) -> Res
         next=safe_next(request.values.get("next")),
     )
     return Response(html, status=status, mimetype="text/html")
+
+
+@signin.before_request
+def _count_attempt() -> None:
+    wait = current_app.extensions[SIGN_IN_LIMIT].hit(request.remote_addr or "")
+    if wait is not None:
+        raise TooManyRequests(retry_after=wait)
 
 
 @bp.get("/sign-in")

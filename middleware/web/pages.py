@@ -10,7 +10,8 @@ from werkzeug.exceptions import HTTPException
 
 from middleware.settings import Settings
 from middleware.web import access, audit, auth, repositories, rights
-from middleware.web.security import SIGN_IN_LIMIT, init_security
+from middleware.web.security import init_security
+from middleware.web.sign_in_limit import SignInLimit
 
 #: Serves the stylesheet and holds the templates every page blueprint renders.
 assets = Blueprint(
@@ -37,12 +38,16 @@ def error_page(error: HTTPException) -> Response:
     if code == 400 and "CSRF" in (error.description or ""):
         message = "The form had expired or was not sent from this site; reload the page and send it again."
     html = render_template("error.html", heading=heading, message=message)
-    return Response(html, status=code, mimetype="text/html")
+    response = Response(html, status=code, mimetype="text/html")
+    for name, value in error.get_headers():  # Retry-After of a 429, Allow of a 405
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def register(app: Flask, settings: Settings) -> None:
-    limiter = init_security(app, settings)
-    limiter.limit(SIGN_IN_LIMIT)(auth.signin)
+    init_security(app, settings)
+    app.extensions[auth.SIGN_IN_LIMIT] = SignInLimit(settings.redis_url or "memory://")
     app.extensions["firecrest_ci_rights"] = rights.read_with_sealed
     for blueprint in (assets, auth.bp, auth.signin, repositories.bp, audit.bp):
         app.register_blueprint(blueprint)

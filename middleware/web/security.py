@@ -1,4 +1,4 @@
-"""The pages' protections: session key and cookies, CSRF, sign-in rate limit, security headers.
+"""The pages' protections: session key and cookies, CSRF, security headers.
 
 Only the pages' blueprints (those defined under `middleware.web`) are CSRF-checked: the JSON
 API, the webhooks, /metrics, the health checks and /openapi.json authenticate otherwise and
@@ -11,18 +11,14 @@ import datetime as dt
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, Response, current_app, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+from flask import Flask, Request, Response, current_app, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
 from middleware.settings import Settings
 
 #: The package whose blueprints are pages.
 PAGES_PACKAGE = "middleware.web"
-#: Sign-in attempts per client address.
-SIGN_IN_LIMIT = "10/minute"
-LIMITER = "firecrest_ci_limiter"
 
 
 def session_key(secret_key: str) -> bytes:
@@ -49,9 +45,18 @@ def is_page_request() -> bool:
     return blueprint is not None and blueprint.import_name.startswith(PAGES_PACKAGE)
 
 
-def init_security(app: Flask, settings: Settings) -> Limiter:
-    """Configure the session, CSRF, the rate limiter and the headers; returns the limiter, whose
-    SIGN_IN_LIMIT the sign-in routes apply."""
+class CookieFirstSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the cookie looked for before the signer is built: a
+    request without one (every webhook and API call) gets a new empty session for free."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if "HTTP_COOKIE" not in request.environ or self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
+def init_security(app: Flask, settings: Settings) -> None:
+    """Configure the session, CSRF and the headers."""
     app.config.update(
         SECRET_KEY=session_key(settings.middleware_secret_key),
         SESSION_COOKIE_NAME="firecrest_ci_session",
@@ -61,8 +66,8 @@ def init_security(app: Flask, settings: Settings) -> Limiter:
         PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=settings.session_lifetime),
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=settings.session_lifetime,
-        RATELIMIT_HEADERS_ENABLED=True,
     )
+    app.session_interface = CookieFirstSessions()
     csrf = CSRFProtect(app)
 
     @app.before_request
@@ -70,15 +75,6 @@ def init_security(app: Flask, settings: Settings) -> Limiter:
         if request.method not in ("GET", "HEAD", "OPTIONS") and is_page_request():
             csrf.protect()
 
-    limiter = Limiter(
-        get_remote_address,
-        app=app,
-        storage_uri=settings.redis_url or "memory://",
-        key_prefix="firecrest-ci-pages",
-        default_limits=[],
-        strategy="fixed-window",
-    )
-    app.extensions[LIMITER] = limiter
     policy = content_security_policy(settings.github_url)
 
     @app.after_request
@@ -90,5 +86,3 @@ def init_security(app: Flask, settings: Settings) -> Limiter:
             response.headers["X-Frame-Options"] = "DENY"
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-    return limiter

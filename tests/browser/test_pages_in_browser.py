@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from axe_selenium_python import Axe
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -109,8 +110,26 @@ def field(driver: WebDriver, label: str, scope: WebElement | None = None) -> Web
 
 
 def click(driver: WebDriver, text: str, scope: WebElement | None = None) -> None:
+    """Press a form's button and wait for the answer's page (every button here submits a form):
+    looking up fields before it loads finds the old page's, which then go stale."""
     root = scope or driver
+    page = driver.find_element(By.TAG_NAME, "html")
     root.find_element(By.XPATH, f".//button[normalize-space()='{text}']").click()
+    wait(driver).until(lambda _: left_the_document(page))
+
+
+def left_the_document(element: WebElement) -> bool:
+    """Whether the page holding `element` has been replaced. Mid-navigation Chromium may say so
+    as "Node ... does not belong to the document" instead of a stale reference."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def accessible(driver: WebDriver, name: str) -> None:

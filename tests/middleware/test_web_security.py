@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 
 from middleware.services import EXTENSION
 from middleware.web.security import session_key
+from tests.conftest import service_url
 from tests.middleware.conftest import ADMIN, SECRET_KEY, admin, make_app, repository_body
 from tests.middleware.web_helpers import csrf_token, pages_app, post_form, register_api, sign_in_operator
 
@@ -131,6 +133,7 @@ def test_sign_in_is_rate_limited_per_address_with_a_readable_page(client):
     assert limited.status_code == 429
     html = limited.get_data(as_text=True)
     assert "<h1>Too many attempts</h1>" in html and "<title>" in html
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert client.get("/repositories").status_code == 302  # the right credential did not get in
     other = client.post(
         "/sign-in",
@@ -139,6 +142,69 @@ def test_sign_in_is_rate_limited_per_address_with_a_readable_page(client):
     )
     assert other.status_code == 302  # another address is not held back
     assert client.get("/api/repositories", headers=admin()).status_code == 200
+
+
+def _guess_until_limited(client: FlaskClient, address: str) -> int:
+    """Wrong guesses from `address` until the 429; how many were answered before it."""
+    for tried in range(20):
+        answer = client.post(
+            "/sign-in",
+            data={"admin_token": "guess", "csrf_token": csrf_token(client)},
+            environ_base={"REMOTE_ADDR": address},
+        )
+        if answer.status_code == 429:
+            return tried
+        assert answer.status_code == 401
+    raise AssertionError("never limited")
+
+
+def test_web_replicas_share_one_sign_in_count_in_redis(tmp_path):
+    redis_url = service_url("TEST_REDIS_URL").rsplit("/", 1)[0] + "/9"
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:6]}"  # a count of its own
+    replicas = [
+        pages_app(tmp_path / name, redis_url=redis_url, data_dir=tmp_path / name) for name in ("a", "b")
+    ]
+    one, two = (replica.test_client() for replica in replicas)
+    for _ in range(6):
+        guess = one.post(
+            "/sign-in",
+            data={"admin_token": "guess", "csrf_token": csrf_token(one)},
+            environ_base={"REMOTE_ADDR": address},
+        )
+        assert guess.status_code == 401
+    assert _guess_until_limited(two, address) == 4  # the other replica counted those six
+    for replica in replicas:
+        replica.extensions[EXTENSION].db.dispose()
+
+
+def test_sign_in_keeps_its_limit_while_redis_is_away(tmp_path, capfd):
+    application = pages_app(tmp_path, redis_url="redis://127.0.0.1:9/0")  # nothing listens there
+    client = application.test_client()
+    assert _guess_until_limited(client, "192.0.2.9") == 10
+    assert "sign-in limit: Redis is away, counting in this process" in capfd.readouterr().err
+    assert client.get("/healthz").status_code == 200
+    application.extensions[EXTENSION].db.dispose()
+
+
+def test_webhooks_and_the_api_carry_no_session_cookie_and_pay_for_none(client, monkeypatch):
+    from flask.sessions import SecureCookieSessionInterface
+
+    built: list[str] = []
+    real = SecureCookieSessionInterface.get_signing_serializer
+    monkeypatch.setattr(
+        SecureCookieSessionInterface,
+        "get_signing_serializer",
+        lambda self, app: built.append("signer") or real(self, app),
+    )
+    hook = client.post("/webhooks/github", data=b"{}", headers={"Content-Type": "application/json"})
+    listed = client.get("/api/repositories", headers=admin())
+    assert listed.status_code == 200
+    for answer in (hook, listed):
+        assert "Set-Cookie" not in answer.headers and "Cookie" not in answer.headers.get("Vary", "")
+        assert "X-RateLimit-Limit" not in answer.headers
+    assert built == []  # no request without a cookie built the signer
+    sign_in_operator(client)
+    assert client.get("/repositories").status_code == 200 and built  # the pages' sessions still work
 
 
 def test_sign_out_ends_the_session(client):
