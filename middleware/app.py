@@ -12,6 +12,7 @@ from functools import partial
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from middleware import errors, logs
 from middleware.crypto import SecretBox
@@ -56,6 +57,9 @@ def create_app(
         upgrade(settings.database_url)
 
     app = Flask("middleware")
+    if settings.proxy_count:  # the client's address and scheme, as the front saw them
+        hops = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     db = Database(settings.database_url)
     celery = make_celery(settings, app)

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     web_concurrency: int | None = Field(default=None, ge=1)
     #: Threads per gunicorn worker (more than 1: the gthread worker).
     web_threads: int = Field(default=1, ge=1)
+    #: Reverse proxies in front of gunicorn whose X-Forwarded-For/-Proto/-Host/-Port headers
+    #: are trusted (the nginx of deploy/nginx: 1). The app then sees the client's address, which
+    #: the sign-in limit counts by, instead of nginx's. 0: gunicorn is reached directly and no
+    #: such header is believed.
+    proxy_count: int = Field(default=0, ge=0, le=5)
     #: Bring the database schema up to date when gunicorn or a worker starts. With several web
     #: replicas, turn it off and run `firecrest-ci-middleware migrate` once per upgrade instead.
     migrate_on_start: bool = True

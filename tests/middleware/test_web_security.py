@@ -186,6 +186,40 @@ def test_sign_in_keeps_its_limit_while_redis_is_away(tmp_path, capfd):
     application.extensions[EXTENSION].db.dispose()
 
 
+def _guesses_behind_a_front(client: FlaskClient, forwarded_for: str) -> int:
+    """Wrong guesses that reach the app from nginx's address for one client, until the 429."""
+    for tried in range(20):
+        answer = client.post(
+            "/sign-in",
+            data={"admin_token": "guess", "csrf_token": csrf_token(client)},
+            # Over HTTPS Flask-WTF wants a same-origin Referer, as browsers send one.
+            headers={
+                "X-Forwarded-For": forwarded_for,
+                "X-Forwarded-Proto": "https",
+                "Referer": "https://localhost/sign-in",
+            },
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        )
+        if answer.status_code == 429:
+            return tried
+        assert answer.status_code == 401
+    raise AssertionError("never limited")
+
+
+def test_behind_the_front_the_sign_in_limit_counts_each_client_not_nginx(tmp_path):
+    application = pages_app(tmp_path, proxy_count=1)
+    client = application.test_client()
+    assert _guesses_behind_a_front(client, "203.0.113.5") == 10
+    # Another client behind the same nginx still has all its attempts.
+    assert _guesses_behind_a_front(client, "203.0.113.6") == 10
+    application.extensions[EXTENSION].db.dispose()
+
+
+def test_without_a_front_a_forged_forwarded_for_does_not_reset_the_count(client):
+    assert _guesses_behind_a_front(client, "203.0.113.5") == 10
+    assert _guesses_behind_a_front(client, "203.0.113.99") == 0  # still nginx's (the peer's) count
+
+
 def test_webhooks_and_the_api_carry_no_session_cookie_and_pay_for_none(client, monkeypatch):
     from flask.sessions import SecureCookieSessionInterface
 
