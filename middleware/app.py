@@ -18,6 +18,7 @@ from middleware import errors, logs
 from middleware.crypto import SecretBox
 from middleware.db import Database
 from middleware.health import GitLabProbe
+from middleware.intake.shortcut import WebhookShortcut
 from middleware.migrate import upgrade
 from middleware.ops import Metrics
 from middleware.runs.dispatcher import Dispatcher
@@ -57,6 +58,7 @@ def create_app(
         upgrade(settings.database_url)
 
     app = Flask("middleware")
+    app.wsgi_app = WebhookShortcut(app, app.wsgi_app)  # type: ignore[method-assign]
     if settings.proxy_count:  # the client's address and scheme, as the front saw them
         hops = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
@@ -109,7 +111,7 @@ def create_app(
         text = {
             413: f"the body is larger than {MAX_WEBHOOK_BYTES // (1024 * 1024)} MB",
         }.get(code, error.description or error.name)
-        return Response(f"{text}\n", status=code, mimetype="text/plain")
+        return Response(f"{text}\n", status=code, mimetype="text/plain", headers=errors.error_headers(error))
 
     errors.register(app)
     return app

@@ -20,6 +20,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from middleware.crypto import KeyRingMismatch
 from middleware.logs import logger
@@ -38,6 +39,12 @@ def storage_unavailable(error: BaseException) -> bool:
 def unavailable_text(error: BaseException) -> str:
     """What happened, by kind only: the error's own text may carry SQL and its parameters."""
     return f"storage unavailable ({type(error).__name__})"
+
+
+def error_headers(error: HTTPException) -> list[tuple[str, str]]:
+    """The headers an HTTP error's answer keeps whatever its body: Allow of a 405, Retry-After
+    of a 429 or 503 (not its Content-Type: the answer has its own)."""
+    return [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
 
 
 def key_ring_mismatch(error: KeyRingMismatch, **where: object) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
@@ -31,34 +31,39 @@ RUN_COLUMNS = (
 )
 RUN_TIMES = ("created_at", "updated_at", "next_check_at")
 
-#: One statement, one transaction, in psycopg's parameter style: it goes to the driver as it is
-#: (no SQLAlchemy compilation per delivery). Columns the ORM fills from Python defaults are spelled
-#: out; tests/middleware/test_webhook_store.py compares the rows with the per-table path's.
+#: One statement, one transaction, with PostgreSQL's own placeholders: it goes to the driver as it
+#: is, on a raw cursor (no SQLAlchemy compilation and no placeholder conversion per delivery).
+#: $1-$5 the delivery (id, event, repository_id, outcome, detail), $6 the moment of the write,
+#: $7-$9 JSON arrays of heads, outbox rows and runs. Columns the ORM fills from Python defaults
+#: are spelled out; tests/middleware/test_webhook_store.py compares the rows with the per-table path's.
 POSTGRES_STATEMENT = """
 WITH delivery AS (
     INSERT INTO deliveries (id, event, repository_id, outcome, detail, received_at)
-    VALUES (%(id)s, %(event)s, %(repository_id)s, %(outcome)s, %(detail)s, %(now)s)
+    VALUES ($1, $2, $3, $4, $5, $6)
 ), heads AS (
     INSERT INTO pull_request_heads (repository_id, pr_number, sha, recorded_at)
-    SELECT h.repository_id, h.pr_number, h.sha, %(now)s
-    FROM json_to_recordset(CAST(%(heads)s AS json)) AS h(repository_id integer, pr_number integer, sha text)
+    SELECT h.repository_id, h.pr_number, h.sha, $6
+    FROM json_to_recordset(CAST($7 AS json)) AS h(repository_id integer, pr_number integer, sha text)
     ON CONFLICT (repository_id, pr_number, sha) DO NOTHING
 ), outbox AS (
     INSERT INTO outbox (delivery_id, task, payload, created_at, due_at, picked, attempts)
-    SELECT o.delivery_id, o.task, o.payload, %(now)s, %(now)s, false, 0
-    FROM json_to_recordset(CAST(%(outbox)s AS json)) AS o(delivery_id text, task text, payload json)
+    SELECT o.delivery_id, o.task, o.payload, $6, $6, false, 0
+    FROM json_to_recordset(CAST($8 AS json)) AS o(delivery_id text, task text, payload json)
 )
 INSERT INTO runs (repository_id, pipeline_name, sha, trigger_kind, attempt, requested_by, ref, pr_number,
                   variables, reason, state, ticket, created_at, updated_at, next_check_at,
                   picked_ticket, attempts, status_seq, posted_seq, tried_seq, unreported)
 SELECT r.repository_id, r.pipeline_name, r.sha, r.trigger_kind, r.attempt, r.requested_by, r.ref, r.pr_number,
-       r.variables, r.reason, r.state, r.ticket, %(now)s, %(now)s, %(now)s,
+       r.variables, r.reason, r.state, r.ticket, $6, $6, $6,
        0, 0, 0, 0, 0, false
-FROM json_to_recordset(CAST(%(runs)s AS json)) AS r(
+FROM json_to_recordset(CAST($9 AS json)) AS r(
     repository_id integer, pipeline_name text, sha text, trigger_kind text, attempt integer,
     requested_by text, ref text, pr_number integer, variables json, reason text, state text, ticket integer)
 ON CONFLICT (repository_id, pipeline_name, sha, trigger_kind, attempt) DO NOTHING
 """
+
+#: The delivery's values, in the order of $1-$5.
+DELIVERY_COLUMNS = ("id", "event", "repository_id", "outcome", "detail")
 
 
 @dataclass
@@ -89,6 +94,8 @@ def store(db: Database, accepted: Accepted, *, one_statement: bool | None = None
 
 
 def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
+    import psycopg  # here: only the PostgreSQL path needs the driver
+
     now = utcnow()
     runs = []
     for trigger in accepted.runs:
@@ -96,14 +103,15 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
         if row.keys() != {*RUN_COLUMNS, *RUN_TIMES}:  # run_row grew a column this statement lacks
             raise RuntimeError(f"store.RUN_COLUMNS is out of step with schedule.run_row: {sorted(row)}")
         runs.append({name: row[name] for name in RUN_COLUMNS})
-    parameters = {
-        **accepted.delivery,
-        "now": now,
-        "runs": json.dumps(runs),
-        "heads": json.dumps(accepted.heads),
-        "outbox": json.dumps(accepted.outbox),
-    }
-    # Autocommit, no ping: one round trip, on the driver's own cursor (SQLAlchemy's execution
+    delivery = accepted.delivery
+    parameters = (
+        *(delivery[name] for name in DELIVERY_COLUMNS),
+        now,
+        json.dumps(accepted.heads),
+        json.dumps(accepted.outbox),
+        json.dumps(runs),
+    )
+    # Autocommit, no ping: one round trip, on the driver's own raw cursor (SQLAlchemy's execution
     # layer cost as much CPU as the statement). A connection that died idle (PostgreSQL restarted)
     # fails before anything is stored; the pool is then emptied and the second try gets a new
     # one. If it died after the commit, the second try finds the delivery id taken and the
@@ -112,9 +120,9 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
     for attempt in (1, 2):
         connection = engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            cursor.execute(POSTGRES_STATEMENT, parameters)
-            cursor.close()
+            driver = cast(psycopg.Connection[Any], connection.dbapi_connection)
+            with psycopg.RawCursor(driver) as cursor:
+                cursor.execute(POSTGRES_STATEMENT, parameters)
             connection.close()
             return
         except engine.dialect.loaded_dbapi.Error as error:

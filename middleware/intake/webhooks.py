@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Request, Response, request
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
@@ -49,7 +49,7 @@ from middleware.refs import is_sha
 from middleware.registry.config import to_config
 from middleware.registry.schemas import full_name_pattern
 from middleware.runs.tasks import NOTIFY_STALE_APPROVAL, RECORD_CLEANUP
-from middleware.services import services
+from middleware.services import Services, services
 from middleware.sources.base import (
     Delivery,
     MalformedPayload,
@@ -109,11 +109,12 @@ def _cache_key(provider: str, full_name: str, source_id: str | None) -> str:
     return f"{provider}#{source_id}" if source_id else f"{provider}:{full_name}"
 
 
-def _registration(provider: str, full_name: str, source_id: str | None = None) -> Registration | None:
+def _registration(
+    svc: Services, provider: str, full_name: str, source_id: str | None = None
+) -> Registration | None:
     """The registration of the payload's repository, from the cache or the database: by the
     provider's repository id first when given (App mode: a renamed repository keeps its
     registration), then by name."""
-    svc = services()
     key = _cache_key(provider, full_name, source_id)
     cached, value = svc.registrations.get(key)
     if cached:
@@ -155,6 +156,7 @@ def _renamed_clone_url(clone_url: str, old: str, new: str) -> str:
 
 
 def _reconcile(
+    svc: Services,
     provider: str,
     full_name: str,
     source_id: str | None,
@@ -164,7 +166,6 @@ def _reconcile(
 ) -> Registration:
     """After the signature holds: follow a rename (App mode), and remember the provider's ids
     the registration lacks. Cheap when nothing changed: no database round trip."""
-    svc = services()
     config = registration.config
     if app_mode and source_id and registration.source_id not in (None, source_id):
         raise Answer(
@@ -206,14 +207,13 @@ def _reconcile(
     )
     if source_id:
         svc.registrations.discard(_cache_key(provider, full_name, source_id))
-    return _registration(provider, full_name, source_id if app_mode else None) or registration
+    return _registration(svc, provider, full_name, source_id if app_mode else None) or registration
 
 
 def _decide(
-    source: Source, registration: Registration, delivery: Delivery, event: Event
+    svc: Services, source: Source, registration: Registration, delivery: Delivery, event: Event
 ) -> tuple[Event, Decision]:
     """One event's decision, with what the policy needs pinned first (a comment's PR head)."""
-    svc = services()
     config, prefix = registration.config, svc.settings.command_prefix
     if isinstance(event, PingEvent):
         return event, Decision(reason="ping")
@@ -247,16 +247,15 @@ def _complete_shas(event: PushEvent | PullRequestEvent) -> bool:
     return len(event.head_sha) == 40
 
 
-def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
+def _handle(svc: Services, provider: str, req: Request, seen: dict[str, str]) -> tuple[str, str, int, str]:
     """Returns (event, repository, status, text); raises Answer for early exits.
 
     `seen` gets the repository's name as soon as it is read, for the log line of a refusal.
     """
-    svc = services()
     source = svc.sources[provider]
-    body = request.get_data(cache=True)
+    body = req.get_data(cache=True)
     try:
-        delivery = source.read(request.headers, body, request.content_type or "")
+        delivery = source.read(req.headers, body, req.content_type or "")
     except Refusal as refusal:
         raise Answer(refusal.status, refusal.text, refusal.outcome) from None
     clean = storable if delivery.may_hold_nul else _as_is
@@ -269,7 +268,7 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     # App mode: every GitHub delivery comes with the App's one secret, checked before anything is read.
     app_mode = provider == "github" and svc.github_app is not None
     if app_mode:
-        if not source.verify(request.headers, body, svc.settings.github_app_webhook_secret):
+        if not source.verify(req.headers, body, svc.settings.github_app_webhook_secret):
             raise Answer(401, f"signature mismatch: {source.proof} does not match the GitHub App's "
                          "webhook secret", "bad-signature")  # fmt: skip
         if event_name in INSTALLATION_EVENTS:
@@ -290,16 +289,16 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     if not full_name_pattern(provider).fullmatch(full_name):  # never looked up: cannot be registered
         raise Answer(400, f"{source.name_field} is not a name {source.title} could send", "malformed")
     source_id = github_events.repository_id(delivery.payload) if provider == "github" else None
-    registration = _registration(provider, full_name, source_id if app_mode else None)
+    registration = _registration(svc, provider, full_name, source_id if app_mode else None)
     if registration is None:
         raise Answer(404, f"repository {full_name} is not registered with this service", "unregistered")
-    if not app_mode and not source.verify(request.headers, body, registration.webhook_secret):
+    if not app_mode and not source.verify(req.headers, body, registration.webhook_secret):
         raise Answer(401, f"signature mismatch: {source.proof} does not match this repository's secret",
                      "bad-signature")  # fmt: skip
-    registration = _reconcile(provider, full_name, source_id, registration, app_mode, delivery.payload)
+    registration = _reconcile(svc, provider, full_name, source_id, registration, app_mode, delivery.payload)
     config = registration.config
     if registration.disabled is not None:
-        _store_disabled(delivery_id, event_name, config.id, registration.disabled)
+        _store_disabled(svc, delivery_id, event_name, config.id, registration.disabled)
         raise Answer(
             202,
             f"credentials disabled: {registration.disabled}; nothing runs until the App is installed "
@@ -310,7 +309,7 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
         events = source.parse(delivery)
     except MalformedPayload as error:
         raise Answer(400, f"malformed {event_name} payload: {error}", "malformed") from None
-    decided = [_decide(source, registration, delivery, event) for event in events]
+    decided = [_decide(svc, source, registration, delivery, event) for event in events]
     decision = merge([d for _, d in decided])
     if any(isinstance(e, PingEvent) for e, _ in decided):
         status, text = 200, "pong"
@@ -321,7 +320,7 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
         cleaned = [f"cleanup {c.ref}" for c in decision.cleanups]
         status, text = 202, "queued: " + "; ".join(queued + cleaned)
         if decision.triggers:  # where the runs will show (their ids exist once stored)
-            public = services().settings.public_url
+            public = svc.settings.public_url
             pages = [
                 commit_runs_page(public, config.id, sha)
                 for sha in dict.fromkeys(t.sha for t in decision.triggers)
@@ -379,7 +378,9 @@ def _handle(provider: str, seen: dict[str, str]) -> tuple[str, str, int, str]:
     return event_name, full_name, status, text
 
 
-def _store_disabled(delivery_id: str, event_name: str, repository_id: int, reason: str) -> None:
+def _store_disabled(
+    svc: Services, delivery_id: str, event_name: str, repository_id: int, reason: str
+) -> None:
     """Keep the delivery of a disabled registration (nothing runs); a redelivery is stored once."""
     record = {
         "id": delivery_id,
@@ -389,7 +390,7 @@ def _store_disabled(delivery_id: str, event_name: str, repository_id: int, reaso
         "detail": storable(f"credentials disabled: {reason}")[:2000],
     }
     try:
-        store(services().db, Accepted(record))
+        store(svc.db, Accepted(record))
     except IntegrityError:
         raise Answer(200, "duplicate delivery: already accepted, nothing enqueued", "duplicate") from None
 
@@ -397,26 +398,28 @@ def _store_disabled(delivery_id: str, event_name: str, repository_id: int, reaso
 @bp.post("/github")
 def github_webhook() -> Response:
     """GitHub's path from before the per-provider ones: hooks made then keep working."""
-    return _receive("github")
+    return receive("github", request)
 
 
 @bp.post("/source/<provider>")
 def source_webhook(provider: str) -> Response:
-    if provider not in services().sources:
-        known = ", ".join(sorted(services().sources))
+    return receive(provider, request)
+
+
+def receive(provider: str, req: Request) -> Response:
+    """The answer to one delivery for `provider` (a name from the URL, maybe unknown)."""
+    svc = services()
+    if provider not in svc.sources:
+        known = ", ".join(sorted(svc.sources))
         return Response(
             f"no source provider {provider[:40]!r} here; one of: {known}\n", 404, mimetype="text/plain"
         )
-    return _receive(provider)
-
-
-def _receive(provider: str) -> Response:
     started = time.perf_counter()
-    source = services().sources[provider]
-    event_name = request.headers.get(source.event_header, "unknown")[:50]
+    source = svc.sources[provider]
+    event_name = req.headers.get(source.event_header, "unknown")[:50]
     seen: dict[str, str] = {}
     try:
-        event_name, _repository, status, text = _handle(provider, seen)
+        event_name, _repository, status, text = _handle(svc, provider, req, seen)
         outcome = "queued" if text.startswith("queued") else ("pong" if text == "pong" else "no-trigger")
     except Answer as answer:
         status, text, outcome = answer.status, answer.text, answer.outcome
@@ -442,7 +445,7 @@ def _receive(provider: str) -> Response:
             "webhook delivery",
             extra={
                 "provider": provider,
-                "delivery": request.headers.get(source.delivery_header, "")[:100],
+                "delivery": req.headers.get(source.delivery_header, "")[:100],
                 "event": event_name,
                 "repository": seen.get("repository"),
                 "outcome": outcome,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 
 def run_page(public_url: str, run_id: int) -> str:
@@ -12,5 +12,4 @@ def run_page(public_url: str, run_id: int) -> str:
 
 def commit_runs_page(public_url: str, repository_id: int, sha: str) -> str:
     """The repository's runs of one commit (what a webhook answer links to before run ids exist)."""
-    query = urlencode({"commit": sha})
-    return f"{public_url.rstrip('/')}/repositories/{repository_id}/runs?{query}"
+    return f"{public_url.rstrip('/')}/repositories/{repository_id}/runs?commit={quote(sha, safe='')}"

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, has_request_context, render_template
 from werkzeug.exceptions import HTTPException
 
+from middleware.errors import error_headers
 from middleware.settings import Settings
 from middleware.web import access, audit, auth, repositories, rights
 from middleware.web.security import init_security
@@ -38,11 +39,7 @@ def error_page(error: HTTPException) -> Response:
     if code == 400 and "CSRF" in (error.description or ""):
         message = "The form had expired or was not sent from this site; reload the page and send it again."
     html = render_template("error.html", heading=heading, message=message)
-    response = Response(html, status=code, mimetype="text/html")
-    for name, value in error.get_headers():  # Retry-After of a 429, Allow of a 405
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
+    return Response(html, status=code, mimetype="text/html", headers=error_headers(error))
 
 
 def register(app: Flask, settings: Settings) -> None:

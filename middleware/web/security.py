@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
+from werkzeug.datastructures import Headers
 
 from middleware.settings import Settings
 
@@ -34,6 +35,11 @@ def content_security_policy(github_url: str) -> str:
         "default-src 'none'; style-src 'self'; img-src 'self'; "
         f"form-action 'self' {github_url.rstrip('/')}; frame-ancestors 'none'; base-uri 'none'"
     )
+
+
+def every_answer(headers: Headers) -> None:
+    """The headers every answer carries, pages or not (the webhook shortcut's too)."""
+    headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def is_page_request() -> bool:
@@ -79,7 +85,7 @@ def init_security(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        every_answer(response.headers)
         if is_page_request() or response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = policy
             response.headers["Referrer-Policy"] = "same-origin"  # Flask-WTF's HTTPS check reads it
