@@ -408,12 +408,17 @@ def source_webhook(provider: str) -> Response:
 
 def receive(provider: str, req: Request) -> Response:
     """The answer to one delivery for `provider` (a name from the URL, maybe unknown)."""
+    status, text = answer(provider, req)
+    return Response(text, status=status, mimetype="text/plain")
+
+
+def answer(provider: str, req: Request) -> tuple[int, str]:
+    """The status and plain text that answer one delivery for `provider` (a name from the URL,
+    maybe unknown); counted and, unless accepted, logged."""
     svc = services()
     if provider not in svc.sources:
         known = ", ".join(sorted(svc.sources))
-        return Response(
-            f"no source provider {provider[:40]!r} here; one of: {known}\n", 404, mimetype="text/plain"
-        )
+        return 404, f"no source provider {provider[:40]!r} here; one of: {known}\n"
     started = time.perf_counter()
     source = svc.sources[provider]
     event_name = req.headers.get(source.event_header, "unknown")[:50]
@@ -421,8 +426,8 @@ def receive(provider: str, req: Request) -> Response:
     try:
         event_name, _repository, status, text = _handle(svc, provider, req, seen)
         outcome = "queued" if text.startswith("queued") else ("pong" if text == "pong" else "no-trigger")
-    except Answer as answer:
-        status, text, outcome = answer.status, answer.text, answer.outcome
+    except Answer as early:
+        status, text, outcome = early.status, early.text, early.outcome
     except SQLAlchemyError as error:  # from the look-up or the store alike; a bug stays a 500
         if not storage_unavailable(error):
             raise
@@ -453,4 +458,4 @@ def receive(provider: str, req: Request) -> Response:
                 "ms": round(elapsed * 1000, 2),
             },
         )
-    return Response(text + "\n", status=status, mimetype="text/plain")
+    return status, text + "\n"

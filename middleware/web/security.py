@@ -37,9 +37,14 @@ def content_security_policy(github_url: str) -> str:
     )
 
 
+#: The headers every answer carries, pages or not (the webhook shortcut's too).
+EVERY_ANSWER = (("X-Content-Type-Options", "nosniff"),)
+
+
 def every_answer(headers: Headers) -> None:
-    """The headers every answer carries, pages or not (the webhook shortcut's too)."""
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+    """Add EVERY_ANSWER's headers that `headers` lacks."""
+    for name, value in EVERY_ANSWER:
+        headers.setdefault(name, value)
 
 
 def is_page_request() -> bool:

@@ -32,7 +32,8 @@ def test_deliveries_skip_flask_and_get_the_same_answer(client, registered, svc, 
     assert answer.status_code == 202, answer.get_data(as_text=True)
     assert answer.get_data(as_text=True).startswith("queued: cpu@aaaaaaaaaaaa")
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
-    assert answer.mimetype == "text/plain"
+    assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert int(answer.headers["Content-Length"]) == len(answer.get_data())
     assert len(runs(svc)) == 2
     # The per-provider path too, and a refusal (answered by the intake itself) alike.
     payload = retarget(load_payload("ping"))

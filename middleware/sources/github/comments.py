@@ -19,9 +19,10 @@ def post_comment(api_url: str, token: str, repository: str, number: int, body: s
     retry = Retry(
         total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"})
     )
-    client = Github(base_url=api_url, auth=Auth.Token(token), timeout=TIMEOUT, retry=retry)
+    # Lazy: the comment is one POST, with no GET of the repository or the issue before it.
+    client = Github(base_url=api_url, auth=Auth.Token(token), timeout=TIMEOUT, retry=retry, lazy=True)
     try:
-        client.get_repo(repository, lazy=True).get_issue(number).create_comment(body)
+        client.get_repo(repository).get_issue(number).create_comment(body)
     except GithubException as error:
         raise CommentNotPosted(f"GitHub answered {error.status} to a comment on #{number}") from None
     except OSError as error:
