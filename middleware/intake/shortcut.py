@@ -9,7 +9,8 @@ throughput").
 
 So this WSGI middleware answers `POST /webhooks/github` and `POST /webhooks/source/<provider>`
 itself, in an app context (services, metrics and logs work as in a view), with the very
-function the blueprint's views call, and with the headers every answer carries. The answer is
+function the blueprint's views call, and with the headers every answer carries. The request is
+read off the WSGI environ (intake/incoming.py), without a werkzeug Request. The answer is
 a short plain text, so it is written as WSGI status, headers and body directly (a werkzeug
 Response object and its header fixing cost a tenth of the rest). Everything
 else, and every failure the intake does not answer itself (a body over the limit, a bug),
@@ -27,6 +28,7 @@ from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
+from middleware.intake.incoming import Incoming
 from middleware.intake.webhooks import answer
 from middleware.web.security import EVERY_ANSWER
 
@@ -62,9 +64,9 @@ class WebhookShortcut:
         if provider is None:
             return self.wsgi_app(environ, start_response)
         with self.app.app_context():
-            request = self.app.request_class(environ)  # its body limit is the app's MAX_CONTENT_LENGTH
+            incoming = Incoming.of_environ(environ, self.app.config["MAX_CONTENT_LENGTH"])
             try:
-                status, text = answer(provider, request)
+                status, text = answer(provider, incoming)
             except Exception as error:  # noqa: BLE001 - Flask answers it, as for any view
                 return self._through_flask(environ, error)(environ, start_response)
         body = text.encode()

@@ -107,9 +107,9 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
     parameters = (
         *(delivery[name] for name in DELIVERY_COLUMNS),
         now,
-        json.dumps(accepted.heads),
-        json.dumps(accepted.outbox),
-        json.dumps(runs),
+        _json_text(accepted.heads),
+        _json_text(accepted.outbox),
+        _json_text(runs),
     )
     # Autocommit, no ping: one round trip, on the driver's own raw cursor (SQLAlchemy's execution
     # layer cost as much CPU as the statement). A connection that died idle (PostgreSQL restarted)
@@ -142,6 +142,12 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
                     connection_invalidated=gone,
                     dialect=engine.dialect,
                 ) from error
+
+
+def _json_text(rows: list[dict[str, Any]]) -> str:
+    """A JSON array as text for `CAST($n AS json)`, written as the per-table path's JSON columns
+    are (json.dumps: a `json` column keeps the text as it is given)."""
+    return json.dumps(rows) if rows else "[]"
 
 
 def _store_per_table(db: Database, accepted: Accepted) -> None:

@@ -38,6 +38,7 @@ from middleware.domain import (
 from middleware.errors import key_ring_mismatch, storage_unavailable, unavailable_text
 from middleware.intake import app_events
 from middleware.intake.approvals import judge
+from middleware.intake.incoming import Incoming
 from middleware.intake.reruns import runs_to_rerun
 from middleware.intake.store import Accepted, store
 from middleware.logs import logger
@@ -247,15 +248,15 @@ def _complete_shas(event: PushEvent | PullRequestEvent) -> bool:
     return len(event.head_sha) == 40
 
 
-def _handle(svc: Services, provider: str, req: Request, seen: dict[str, str]) -> tuple[str, str, int, str]:
+def _handle(svc: Services, provider: str, req: Incoming, seen: dict[str, str]) -> tuple[str, str, int, str]:
     """Returns (event, repository, status, text); raises Answer for early exits.
 
     `seen` gets the repository's name as soon as it is read, for the log line of a refusal.
     """
     source = svc.sources[provider]
-    body = req.get_data(cache=True)
+    body = req.body
     try:
-        delivery = source.read(req.headers, body, req.content_type or "")
+        delivery = source.read(req.headers, body, req.content_type)
     except Refusal as refusal:
         raise Answer(refusal.status, refusal.text, refusal.outcome) from None
     clean = storable if delivery.may_hold_nul else _as_is
@@ -408,11 +409,11 @@ def source_webhook(provider: str) -> Response:
 
 def receive(provider: str, req: Request) -> Response:
     """The answer to one delivery for `provider` (a name from the URL, maybe unknown)."""
-    status, text = answer(provider, req)
+    status, text = answer(provider, Incoming.of(req))
     return Response(text, status=status, mimetype="text/plain")
 
 
-def answer(provider: str, req: Request) -> tuple[int, str]:
+def answer(provider: str, req: Incoming) -> tuple[int, str]:
     """The status and plain text that answer one delivery for `provider` (a name from the URL,
     maybe unknown); counted and, unless accepted, logged."""
     svc = services()
