@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from middleware.db import Database
 from middleware.intake.approvals import record_head
+from middleware.intake.prepared import PreparedStatement
 from middleware.models import Delivery, OutboxItem, utcnow
 from middleware.runs.schedule import insert_runs, run_row
 
@@ -31,8 +32,8 @@ RUN_COLUMNS = (
 )
 RUN_TIMES = ("created_at", "updated_at", "next_check_at")
 
-#: One statement, one transaction, with PostgreSQL's own placeholders: it goes to the driver as it
-#: is, on a raw cursor (no SQLAlchemy compilation and no placeholder conversion per delivery).
+#: One statement, one transaction, with PostgreSQL's own placeholders: prepared once per connection
+#: and run by libpq (no SQLAlchemy compilation, no psycopg adaptation per delivery).
 #: $1-$5 the delivery (id, event, repository_id, outcome, detail), $6 the moment of the write,
 #: $7-$9 JSON arrays of heads, outbox rows and runs. Columns the ORM fills from Python defaults
 #: are spelled out; tests/middleware/test_webhook_store.py compares the rows with the per-table path's.
@@ -64,6 +65,8 @@ ON CONFLICT (repository_id, pipeline_name, sha, trigger_kind, attempt) DO NOTHIN
 
 #: The delivery's values, in the order of $1-$5.
 DELIVERY_COLUMNS = ("id", "event", "repository_id", "outcome", "detail")
+#: POSTGRES_STATEMENT, prepared on each connection of the autocommit pool.
+STORE_DELIVERY = PreparedStatement("firecrest_ci_store_delivery", POSTGRES_STATEMENT)
 
 
 @dataclass
@@ -111,8 +114,9 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
         _json_text(accepted.outbox),
         _json_text(runs),
     )
-    # Autocommit, no ping: one round trip, on the driver's own raw cursor (SQLAlchemy's execution
-    # layer cost as much CPU as the statement). A connection that died idle (PostgreSQL restarted)
+    # Autocommit, no ping: one round trip, prepared once per connection and run by libpq itself
+    # (SQLAlchemy's execution layer, then psycopg's cursor, each cost as much CPU as the rest of
+    # the write: intake/prepared.py). A connection that died idle (PostgreSQL restarted)
     # fails before anything is stored; the pool is then emptied and the second try gets a new
     # one. If it died after the commit, the second try finds the delivery id taken and the
     # intake answers `duplicate`. Driver errors leave as SQLAlchemy's, like every other write.
@@ -121,8 +125,7 @@ def _store_in_one_statement(db: Database, accepted: Accepted) -> None:
         connection = engine.raw_connection()
         try:
             driver = cast(psycopg.Connection[Any], connection.dbapi_connection)
-            with psycopg.RawCursor(driver) as cursor:
-                cursor.execute(POSTGRES_STATEMENT, parameters)
+            STORE_DELIVERY.execute(driver, connection.info, parameters)
             connection.close()
             return
         except engine.dialect.loaded_dbapi.Error as error:
