@@ -2,17 +2,19 @@
 
 The intake needs no more of a request than these three, so it takes them as plain values:
 Flask's views hand over their request's, and the delivery shortcut (intake/shortcut.py) reads
-them off the WSGI environ without building a werkzeug Request, whose header look-ups and body
-stream cost a tenth of a delivery's CPU. The size limit and a client that sends less than it
-announced are answered as werkzeug answers them (413, 400), by raising its own exceptions.
+them off the WSGI environ without building a werkzeug Request (its construction and body
+stream cost a tenth of a delivery's CPU); the headers are werkzeug's own EnvironHeaders. The
+size limit and a client that sends less than it announced are answered as werkzeug answers
+them (413, 400), by raising its own exceptions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
 
@@ -21,9 +23,6 @@ from middleware.sources.base import HeaderMap
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
     from flask import Request
-
-#: Headers that CGI, and so WSGI, keeps without the HTTP_ prefix.
-_UNPREFIXED = {"CONTENT_TYPE", "CONTENT_LENGTH"}
 
 
 class Incoming:
@@ -52,48 +51,12 @@ class Incoming:
         return cls(EnvironHeaders(environ), content_type, lambda: read_body(environ, max_bytes))
 
 
-class EnvironHeaders(Mapping[str, str]):
-    """Case-insensitive, read-only headers straight off a WSGI environ (`X-Hub-Signature-256`
-    is `HTTP_X_HUB_SIGNATURE_256`), as werkzeug's own EnvironHeaders reads them."""
-
-    def __init__(self, environ: WSGIEnvironment) -> None:
-        self._environ = environ
-
-    @staticmethod
-    def _key(name: str) -> str:
-        key = name.upper().replace("-", "_")
-        return key if key in _UNPREFIXED else f"HTTP_{key}"
-
-    def __getitem__(self, name: str) -> str:
-        value = self._environ[self._key(name)]
-        if not isinstance(value, str):
-            raise KeyError(name)
-        return value
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        value = self._environ.get(self._key(name), default)
-        return value if isinstance(value, str) else default
-
-    def __iter__(self) -> Iterator[str]:
-        for key, value in self._environ.items():
-            if not isinstance(value, str):
-                continue
-            if key in _UNPREFIXED:
-                yield key.replace("_", "-").title()
-            elif key.startswith("HTTP_"):
-                yield key[5:].replace("_", "-").title()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
 def read_body(environ: WSGIEnvironment, max_bytes: int | None) -> bytes:
     """The whole body. With a Content-Length (what nginx and GitHub send), exactly that many
     bytes, read straight off `wsgi.input`; otherwise through werkzeug's stream, which knows
     the other cases (a server that ends the input itself, no length at all)."""
-    if environ.get("wsgi.input_terminated"):
-        return bytes(get_input_stream(environ, max_content_length=max_bytes).read())
-    length = get_content_length(environ)  # None when missing or not a number
+    # None when the server ends the input itself, or when the length is missing or no number.
+    length = None if environ.get("wsgi.input_terminated") else get_content_length(environ)
     if length is None:
         return bytes(get_input_stream(environ, max_content_length=max_bytes).read())
     if max_bytes is not None and length > max_bytes:
